@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# qemu-gmem1g: upstream QEMU (pinned in upstream.lock) + patches/ + our
+# overlay files, built in build/qemu.
+#
+#   make          install dependencies, fetch upstream, assemble, build
+#   make check    build, then run this project's tests and the upstream
+#                 qtests the fork must keep passing
+#   make demo     boot a Linux guest on 1 GiB guest_memfd memory
+#   make bench    conversion cost, footprint, startup and scaling
+#   make fuzz     fuzz the page-state-change paths
+#   make docs     build the HTML manual
+
+SHELL := /bin/bash
+TOP := $(CURDIR)
+SRC := build/src
+BLD := build/qemu
+QEMU := $(BLD)/qemu-system-x86_64
+JOBS ?= $(shell nproc)
+
+CONFIGURE_FLAGS := \
+	--target-list=x86_64-softmmu --python=/usr/bin/python3 \
+	--without-default-features \
+	--enable-kvm --enable-tcg --enable-slirp --enable-fdt=system \
+	--firmwarepath=/usr/share/qemu-firmware:/usr/share/seabios:/usr/lib/ipxe/qemu \
+	--disable-docs \
+	$(if $(shell command -v ccache),--cc="ccache cc" --cxx="ccache c++") \
+	$(EXTRA_CONFIGURE_FLAGS)
+
+.PHONY: all build deps assemble configure check demo bench fuzz docs \
+	check-sanitize clean distclean
+
+all: build
+
+deps:
+	@scripts/deps
+
+assemble: deps
+	@scripts/assemble
+
+# Reconfigure only when the flags change (or the tree was never configured).
+configure: assemble
+	@flags='$(CONFIGURE_FLAGS)'; \
+	if [ ! -f $(BLD)/build.ninja ] || [ "$$(cat $(BLD)/.configure-flags 2>/dev/null)" != "$$flags" ]; then \
+		echo "configure: $$flags"; \
+		rm -rf $(BLD); mkdir -p $(BLD); \
+		(cd $(BLD) && eval ../src/configure $$flags) > build/configure.log 2>&1 || \
+			{ tail -n 30 build/configure.log; echo "configure failed: see build/configure.log"; exit 1; }; \
+		echo "$$flags" > $(BLD)/.configure-flags; \
+	fi
+
+build: configure
+	@v="qemu-gmem1g $$(git describe --always --dirty --tags 2>/dev/null || echo unknown)"; \
+	[ "$$(cat $(SRC)/FORK-VERSION 2>/dev/null)" = "$$v" ] || echo "$$v" > $(SRC)/FORK-VERSION
+	@$(MAKE) --no-print-directory -C $(BLD) -j$(JOBS)
+
+check: build
+	@scripts/check
+
+demo:
+	@echo "make demo: boots a Linux guest on memory-backend-guest-memfd,pagesize=1G and"
+	@echo "converts its pages; not implemented yet (issue 7)."; exit 1
+
+bench:
+	@echo "make bench: conversion cost, footprint, startup and scaling; not implemented yet (issue 8)."; exit 1
+
+fuzz:
+	@echo "make fuzz: libFuzzer over the page-state-change device; not implemented yet (issue 9)."; exit 1
+
+check-sanitize:
+	@echo "make check-sanitize: ASan+UBSan run of the tests; not implemented yet (issue 9)."; exit 1
+
+docs:
+	@echo "make docs: HTML manual with our pages; not implemented yet (issue 10)."; exit 1
+
+clean:
+	@[ ! -d $(BLD) ] || $(MAKE) --no-print-directory -C $(BLD) clean
+
+distclean:
+	rm -rf build
