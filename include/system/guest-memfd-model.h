@@ -1,0 +1,132 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * User-space model of the 1 GiB HugeTLB guest_memfd kernel
+ *
+ * No released kernel has HugeTLB guest_memfd or in-place conversion.  The
+ * model reproduces the proposed kernel's behaviour in user space, behind the
+ * same call surface as the real kernel (guest-memfd-kernel.h): folios of the
+ * file's page size that split when any 4 KiB of them becomes shared and merge
+ * back in the folio_put callback once every sub-page is private and
+ * unreferenced, refcount classes fm/vma/tt, mappability GUEST/ALL/NONE/N/A,
+ * truncation, and hugetlb subpool accounting.  Pages come from a real
+ * hugetlb memfd when the host has a pool of the file's page size, otherwise
+ * from an ordinary memfd with a simulated pool.
+ */
+
+#ifndef SYSTEM_GUEST_MEMFD_MODEL_H
+#define SYSTEM_GUEST_MEMFD_MODEL_H
+
+#include "system/guest-memfd-kernel.h"
+
+/* Mappability of a 4 KiB page, as on the 2025-02-06 design slide. */
+typedef enum GuestMemfdMappability {
+    GMEM_MAPPABLE_NA,       /* not in the filemap (never allocated, truncated) */
+    GMEM_MAPPABLE_GUEST,    /* private: only the guest may fault it */
+    GMEM_MAPPABLE_ALL,      /* shared: guest and host may fault it */
+    GMEM_MAPPABLE_NONE,     /* converting to private: waiting for folio_put */
+} GuestMemfdMappability;
+
+typedef struct GuestMemfdModelFolio {
+    bool allocated;         /* in the filemap (holds a pool page) */
+    bool split;             /* split to 4 KiB folios */
+    bool waiting_merge;     /* folio_put callback registered, refs pending */
+    bool truncated;         /* removed from the filemap, freed on last put */
+    uint32_t shared_pages;  /* 4 KiB pages of this folio that are shared */
+    uint32_t fm, vma, tt;   /* references: filemap, host mappings, transient */
+} GuestMemfdModelFolio;
+
+typedef struct GuestMemfdModelStats {
+    uint64_t folios;            /* folios in the file (size / page_size) */
+    uint64_t folios_allocated;  /* holding a pool page */
+    uint64_t folios_split;      /* currently split */
+    uint64_t folios_merged;     /* allocated and not split */
+    uint64_t folios_waiting;    /* waiting for folio_put to merge or free */
+    uint64_t shared_pages;      /* 4 KiB pages */
+    uint64_t private_pages;
+    uint64_t pinned_pages;
+    uint64_t splits;            /* events since creation */
+    uint64_t merges;
+    uint64_t to_shared;         /* successful convert calls */
+    uint64_t to_private;
+    uint64_t failed;            /* convert calls that returned an error */
+} GuestMemfdModelStats;
+
+typedef struct GuestMemfdModelPool {
+    uint64_t page_size;
+    bool real;              /* host hugetlb pages; false: simulated */
+    uint64_t total;         /* pages in the pool */
+    uint64_t free;          /* not holding data (reserved ones included) */
+    uint64_t reserved;      /* promised to files, not yet faulted */
+    uint64_t in_use;        /* holding data of some file (or awaiting free) */
+} GuestMemfdModelPool;
+
+/* Faults a test can inject; each fires on the next @count matching calls. */
+typedef enum GuestMemfdModelFault {
+    GMEM_MODEL_FAULT_CREATE_ENOMEM,     /* create: pool reservation fails */
+    GMEM_MODEL_FAULT_CONVERT_EAGAIN,    /* convert to private: -EAGAIN */
+    GMEM_MODEL_FAULT_SPLIT_ENOMEM,      /* split: -ENOMEM (vmemmap restore) */
+    GMEM_MODEL_FAULT_PUNCH_EAGAIN,      /* punch_hole: -EAGAIN */
+    GMEM_MODEL_FAULT__MAX,
+} GuestMemfdModelFault;
+
+/*
+ * Create a model file of @size bytes with folios of @page_size (4 KiB,
+ * 2 MiB or 1 GiB), every page private, or shared with @init_shared.  The
+ * whole file is reserved in the pool of @page_size at once.
+ */
+GuestMemfdFile *guest_memfd_model_create(uint64_t size, uint64_t page_size,
+                                         bool init_shared, Error **errp);
+bool guest_memfd_is_model(GuestMemfdFile *f);
+
+/* Where pages come from: "hugetlb 1G", "hugetlb 2M", "memfd, simulated pool" */
+const char *guest_memfd_model_backing(GuestMemfdFile *f);
+
+/*
+ * QEMU's own (host) mapping of the file.  Private pages in it are made
+ * inaccessible where the backing allows (4 KiB backing), as the kernel's
+ * SIGBUS would; the model also counts it as the "vma" references.
+ */
+void guest_memfd_model_set_host_view(GuestMemfdFile *f, void *host);
+
+/*
+ * Accesses as the guest (any page) and as the host (shared pages only,
+ * -EFAULT otherwise: the model's SIGBUS).  Both fault the folio in.  The
+ * guest gets -EAGAIN on a folio waiting for its folio_put callback
+ * (mappability NONE: nobody may fault it).
+ */
+int guest_memfd_model_guest_rw(GuestMemfdFile *f, uint64_t offset, void *buf,
+                               uint64_t len, bool write);
+int guest_memfd_model_host_rw(GuestMemfdFile *f, uint64_t offset, void *buf,
+                              uint64_t len, bool write);
+
+/* Transient reference on the 4 KiB page at @offset (like a GUP pin). */
+int guest_memfd_model_pin(GuestMemfdFile *f, uint64_t offset);
+/* Drop it; may run the folio_put callback (merge, free).  Valid on a
+ * closed file while it still has pins. */
+int guest_memfd_model_unpin(GuestMemfdFile *f, uint64_t offset);
+
+bool guest_memfd_model_page_private(GuestMemfdFile *f, uint64_t offset);
+GuestMemfdMappability guest_memfd_model_mappability(GuestMemfdFile *f,
+                                                    uint64_t offset);
+void guest_memfd_model_folio(GuestMemfdFile *f, uint64_t index,
+                             GuestMemfdModelFolio *out);
+void guest_memfd_model_stats(GuestMemfdFile *f, GuestMemfdModelStats *out);
+
+/* Pool of @page_size; false if the size is not one the model supports. */
+bool guest_memfd_model_pool(uint64_t page_size, GuestMemfdModelPool *out);
+/*
+ * Size of the simulated pool of @page_size (tests); 0 restores the default
+ * (host MemTotal / page_size).  A non-zero size also makes new files of
+ * @page_size use the simulated pool where the host has hugetlb pages of
+ * that size; the switch happens once the pool has no file left.
+ */
+void guest_memfd_model_set_simulated_pool(uint64_t page_size, uint64_t pages);
+
+void guest_memfd_model_inject(GuestMemfdModelFault fault, unsigned count);
+
+/* Check every invariant of @f (and of the pools); false and @errp set on
+ * the first violation. */
+bool guest_memfd_model_check(GuestMemfdFile *f, Error **errp);
+
+#endif
