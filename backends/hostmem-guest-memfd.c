@@ -1,0 +1,323 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * memory-backend-guest-memfd: guest RAM as one guest_memfd file
+ *
+ * The whole backend is one guest_memfd file, with folios of 4 KiB, 2 MiB
+ * or 1 GiB ("pagesize").  QEMU's mapping of guest RAM is a MAP_SHARED
+ * mapping of that same file (aligned to the page size, so that huge folios
+ * can be mapped huge), so shared pages exist once, and pages change between
+ * shared and private in place, through the page-state core
+ * (system/guest-memfd.c).  The file comes from KVM, or, with
+ * kernel-model=on, from the user-space model of the proposed 1 GiB
+ * guest_memfd kernel; the model is never picked behind the user's back.
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qapi/visitor.h"
+#include "qemu/units.h"
+#include "qemu/module.h"
+#include "qemu/mmap-alloc.h"
+#include "qom/object_interfaces.h"
+#include "exec/ramblock.h"
+#include "hw/boards.h"
+#include "system/hostmem.h"
+#include "system/qtest.h"
+#include "system/reset.h"
+#include "system/runstate.h"
+#include "system/guest-memfd.h"
+#include "system/guest-memfd-kvm.h"
+#include "system/guest-memfd-model.h"
+
+#define TYPE_MEMORY_BACKEND_GUEST_MEMFD "memory-backend-guest-memfd"
+OBJECT_DECLARE_TYPE(HostMemoryBackendGuestMemfd, HostMemoryBackendGuestMemfdClass,
+                    MEMORY_BACKEND_GUEST_MEMFD)
+
+struct HostMemoryBackendGuestMemfd {
+    HostMemoryBackend parent_obj;
+
+    uint64_t page_size;
+    OnOffAuto init_shared;
+    bool kernel_model;
+
+    GuestMemfdRegion *region;
+    void *map;              /* the reservation the aligned mapping sits in */
+    size_t map_size;
+};
+
+struct HostMemoryBackendGuestMemfdClass {
+    HostMemoryBackendClass parent_class;
+
+    void (*parent_complete)(UserCreatable *uc, Error **errp);
+};
+
+static bool gmem_init_shared(HostMemoryBackendGuestMemfd *g)
+{
+    MachineState *ms = MACHINE(qdev_get_machine());
+
+    if (g->init_shared != ON_OFF_AUTO_AUTO) {
+        return g->init_shared == ON_OFF_AUTO_ON;
+    }
+    /* Confidential guests start private; everybody else starts shared. */
+    return !(ms && ms->cgs);
+}
+
+/* Map @fd MAP_SHARED at an address aligned to @align. */
+static void *gmem_map_aligned(HostMemoryBackendGuestMemfd *g, int fd,
+                              uint64_t size, uint64_t align, Error **errp)
+{
+    uint8_t *area, *aligned;
+
+    g->map_size = size + align;
+    area = mmap(NULL, g->map_size, PROT_NONE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (area == MAP_FAILED) {
+        error_setg_errno(errp, errno, "cannot reserve 0x%" PRIx64
+                         " bytes of address space", g->map_size);
+        return NULL;
+    }
+    aligned = QEMU_ALIGN_PTR_UP(area, align);
+    if (mmap(aligned, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+             fd, 0) == MAP_FAILED) {
+        error_setg_errno(errp, errno, "cannot map the guest_memfd file");
+        munmap(area, g->map_size);
+        return NULL;
+    }
+    g->map = area;
+    return aligned;
+}
+
+static void gmem_reset(void *opaque)
+{
+    HostMemoryBackendGuestMemfd *g = opaque;
+
+    /* The cold reset at startup must not undo prealloc. */
+    if (g->region && !runstate_check(RUN_STATE_PRELAUNCH)) {
+        guest_memfd_region_reset(g->region);
+    }
+}
+
+static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
+{
+    HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(backend);
+    g_autofree char *name = host_memory_backend_get_name(backend);
+    bool init_shared = gmem_init_shared(g);
+    GuestMemfdFile *file;
+    const char *variant;
+    void *host;
+
+    if (!backend->size) {
+        error_setg(errp, "can't create backend with size 0");
+        return false;
+    }
+    if (!backend->share) {
+        error_setg(errp, "share=off is not possible: guest_memfd memory is"
+                   " always shared with its own mapping; drop share=off");
+        return false;
+    }
+    if (!QEMU_IS_ALIGNED(backend->size, g->page_size)) {
+        error_setg(errp, "size 0x%" PRIx64 " is not a multiple of"
+                   " pagesize 0x%" PRIx64 "; round it to a multiple",
+                   backend->size, g->page_size);
+        return false;
+    }
+
+    if (g->kernel_model) {
+        file = guest_memfd_model_create(backend->size, g->page_size,
+                                        init_shared, errp);
+        variant = "model";
+    } else {
+        file = guest_memfd_kvm_create(backend->size, g->page_size,
+                                      init_shared, errp);
+        variant = file ? guest_memfd_kvm_variant() : NULL;
+    }
+    if (!file) {
+        return false;
+    }
+
+    host = gmem_map_aligned(g, file->fd, backend->size, g->page_size, errp);
+    if (!host) {
+        guest_memfd_close(file);
+        return false;
+    }
+    /*
+     * Under qtest nothing stands for the guest, so the mapping is QEMU's
+     * host view: the model makes private pages inaccessible in it, as the
+     * kernel would.  With a vCPU (TCG), the mapping is also the guest's.
+     */
+    if (g->kernel_model && qtest_enabled()) {
+        guest_memfd_model_set_host_view(file, host);
+    }
+
+    backend->aligned = true;
+    memory_region_init_ram_ptr(&backend->mr, OBJECT(backend), name,
+                               backend->size, host);
+    backend->mr.ram_block->page_size = g->page_size;
+    g->region = guest_memfd_region_new(backend, file, variant);
+    guest_memfd_region_set_mr(g->region, &backend->mr);
+    qemu_register_reset(gmem_reset, g);
+    return true;
+}
+
+/*
+ * Preallocation asks the kernel to allocate the folios (fallocate), which
+ * works for private pages too; the generic code would touch every page
+ * through QEMU's mapping instead.
+ */
+static void gmem_complete(UserCreatable *uc, Error **errp)
+{
+    HostMemoryBackendGuestMemfdClass *gc =
+        MEMORY_BACKEND_GUEST_MEMFD_GET_CLASS(uc);
+    HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(uc);
+    HostMemoryBackend *backend = MEMORY_BACKEND(uc);
+    bool prealloc = backend->prealloc;
+    Error *local_err = NULL;
+    int ret;
+
+    backend->prealloc = false;
+    gc->parent_complete(uc, &local_err);
+    backend->prealloc = prealloc;
+    if (local_err) {
+        error_propagate(errp, local_err);
+        return;
+    }
+    if (prealloc) {
+        GuestMemfdFile *file = guest_memfd_region_file(g->region);
+
+        ret = guest_memfd_allocate(file, 0, file->size);
+        if (ret) {
+            error_setg_errno(errp, -ret, "preallocating guest_memfd '%s'"
+                             " failed", object_get_canonical_path_component(
+                                 OBJECT(uc)));
+        }
+    }
+}
+
+static void gmem_finalize(Object *obj)
+{
+    HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(obj);
+
+    if (g->region) {
+        qemu_unregister_reset(gmem_reset, g);
+        guest_memfd_region_free(g->region);
+    }
+    if (g->map) {
+        munmap(g->map, g->map_size);
+    }
+}
+
+static void gmem_get_pagesize(Object *obj, Visitor *v, const char *name,
+                              void *opaque, Error **errp)
+{
+    HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(obj);
+
+    visit_type_size(v, name, &g->page_size, errp);
+}
+
+static void gmem_set_pagesize(Object *obj, Visitor *v, const char *name,
+                              void *opaque, Error **errp)
+{
+    HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(obj);
+    uint64_t value;
+
+    if (host_memory_backend_mr_inited(MEMORY_BACKEND(obj))) {
+        error_setg(errp, "cannot change property '%s' of %s", name,
+                   TYPE_MEMORY_BACKEND_GUEST_MEMFD);
+        return;
+    }
+    if (!visit_type_size(v, name, &value, errp)) {
+        return;
+    }
+    if (value != 4 * KiB && value != 2 * MiB && value != 1 * GiB) {
+        error_setg(errp, "pagesize must be 4K, 2M or 1G, not 0x%" PRIx64,
+                   value);
+        return;
+    }
+    g->page_size = value;
+}
+
+static int gmem_get_init_shared(Object *obj, Error **errp)
+{
+    return MEMORY_BACKEND_GUEST_MEMFD(obj)->init_shared;
+}
+
+static void gmem_set_init_shared(Object *obj, int value, Error **errp)
+{
+    if (host_memory_backend_mr_inited(MEMORY_BACKEND(obj))) {
+        error_setg(errp, "cannot change property 'init-shared' of %s",
+                   TYPE_MEMORY_BACKEND_GUEST_MEMFD);
+        return;
+    }
+    MEMORY_BACKEND_GUEST_MEMFD(obj)->init_shared = value;
+}
+
+static bool gmem_get_kernel_model(Object *obj, Error **errp)
+{
+    return MEMORY_BACKEND_GUEST_MEMFD(obj)->kernel_model;
+}
+
+static void gmem_set_kernel_model(Object *obj, bool value, Error **errp)
+{
+    if (host_memory_backend_mr_inited(MEMORY_BACKEND(obj))) {
+        error_setg(errp, "cannot change property 'kernel-model' of %s",
+                   TYPE_MEMORY_BACKEND_GUEST_MEMFD);
+        return;
+    }
+    MEMORY_BACKEND_GUEST_MEMFD(obj)->kernel_model = value;
+}
+
+static void gmem_instance_init(Object *obj)
+{
+    HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(obj);
+
+    g->page_size = 4 * KiB;
+    g->init_shared = ON_OFF_AUTO_AUTO;
+    MEMORY_BACKEND(obj)->share = true;
+}
+
+static void gmem_class_init(ObjectClass *oc, void *data)
+{
+    HostMemoryBackendClass *bc = MEMORY_BACKEND_CLASS(oc);
+    HostMemoryBackendGuestMemfdClass *gc =
+        MEMORY_BACKEND_GUEST_MEMFD_CLASS(oc);
+    UserCreatableClass *ucc = USER_CREATABLE_CLASS(oc);
+
+    bc->alloc = gmem_alloc;
+    gc->parent_complete = ucc->complete;
+    ucc->complete = gmem_complete;
+
+    object_class_property_add(oc, "pagesize", "size", gmem_get_pagesize,
+                              gmem_set_pagesize, NULL, NULL);
+    object_class_property_set_description(oc, "pagesize",
+        "Folio size of the guest_memfd file: 4K (default), 2M or 1G;"
+        " size must be a multiple");
+    object_class_property_add_enum(oc, "init-shared", "OnOffAuto",
+                                   &OnOffAuto_lookup, gmem_get_init_shared,
+                                   gmem_set_init_shared);
+    object_class_property_set_description(oc, "init-shared",
+        "Whether pages start shared (default auto: private with"
+        " confidential-guest-support, shared otherwise)");
+    object_class_property_add_bool(oc, "kernel-model", gmem_get_kernel_model,
+                                   gmem_set_kernel_model);
+    object_class_property_set_description(oc, "kernel-model",
+        "Use qemu-gmem1g's user-space model of the 1 GiB guest_memfd kernel"
+        " instead of KVM (development and tests; default off)");
+}
+
+static const TypeInfo gmem_backend_info = {
+    .name = TYPE_MEMORY_BACKEND_GUEST_MEMFD,
+    .parent = TYPE_MEMORY_BACKEND,
+    .instance_init = gmem_instance_init,
+    .instance_finalize = gmem_finalize,
+    .class_init = gmem_class_init,
+    .instance_size = sizeof(HostMemoryBackendGuestMemfd),
+    .class_size = sizeof(HostMemoryBackendGuestMemfdClass),
+};
+
+static void gmem_backend_register_types(void)
+{
+    type_register_static(&gmem_backend_info);
+}
+
+type_init(gmem_backend_register_types);

@@ -1,0 +1,236 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * guest_memfd through the host kernel's KVM
+ *
+ * Probes once per VM what the kernel offers (mainline mmap-able 4 KiB
+ * guest_memfd, the proposed HugeTLB encodings, the proposed in-place
+ * conversion ioctls), creates the file accordingly and converts pages with
+ * whichever conversion interface is present.  All numbers come from
+ * guest-memfd-uapi.h.
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qemu/units.h"
+#include <sys/ioctl.h>
+#include "system/kvm.h"
+#include "system/kvm_int.h"
+#include "system/guest-memfd-kvm.h"
+#include "system/guest-memfd-uapi.h"
+#include "trace.h"
+
+typedef enum GmemHugeVariant {
+    GMEM_HUGE_NONE,         /* mainline: 4 KiB folios only */
+    GMEM_HUGE_WIP,          /* flag + page_order byte */
+    GMEM_HUGE_RFC2,         /* flag + log2 size in flags[58:63] */
+} GmemHugeVariant;
+
+typedef enum GmemConvertVariant {
+    GMEM_CONVERT_NONE,      /* no in-place conversion */
+    GMEM_CONVERT_V8,        /* KVM_SET_MEMORY_ATTRIBUTES2 on the gmem fd */
+    GMEM_CONVERT_RFC2,      /* KVM_GMEM_CONVERT_{SHARED,PRIVATE} */
+} GmemConvertVariant;
+
+typedef struct GmemKvmCaps {
+    bool probed;
+    bool gmem;
+    uint64_t flags;         /* valid creation flags */
+    GmemHugeVariant huge;
+    GmemConvertVariant convert;
+} GmemKvmCaps;
+
+static GmemKvmCaps caps;
+
+typedef struct GmemKvmFile {
+    GuestMemfdFile f;
+} GmemKvmFile;
+
+static void probe(void)
+{
+    int ret;
+
+    if (caps.probed) {
+        return;
+    }
+    caps.probed = true;
+    caps.gmem = kvm_vm_check_extension(kvm_state, GMEM_CAP_GUEST_MEMFD) > 0;
+    ret = kvm_vm_check_extension(kvm_state, GMEM_CAP_GUEST_MEMFD_FLAGS);
+    caps.flags = ret > 0 ? ret : 0;
+    if (kvm_vm_check_extension(kvm_state, GMEM_V8_CAP_MEMORY_ATTRIBUTES) &
+        GMEM_MEMORY_ATTRIBUTE_PRIVATE) {
+        caps.convert = GMEM_CONVERT_V8;
+    } else if (kvm_vm_check_extension(kvm_state,
+                                      GMEM_RFC2_CAP_CONVERSION) > 0) {
+        caps.convert = GMEM_CONVERT_RFC2;
+    }
+    if (caps.convert == GMEM_CONVERT_RFC2 &&
+        kvm_vm_check_extension(kvm_state, GMEM_RFC2_CAP_HUGETLB) > 0) {
+        caps.huge = GMEM_HUGE_RFC2;
+    } else if (caps.flags & GMEM_WIP_FLAG_HUGETLB) {
+        caps.huge = GMEM_HUGE_WIP;
+    }
+    trace_guest_memfd_kvm_probe(caps.gmem, caps.flags, caps.huge,
+                                caps.convert);
+}
+
+const char *guest_memfd_kvm_variant(void)
+{
+    static const char *const huge[] = {
+        [GMEM_HUGE_NONE] = "4K pages",
+        [GMEM_HUGE_WIP] = "hugetlb (page_order)",
+        [GMEM_HUGE_RFC2] = "hugetlb (RFC v2)",
+    };
+    static const char *const conv[] = {
+        [GMEM_CONVERT_NONE] = "no in-place conversion",
+        [GMEM_CONVERT_V8] = "in-place conversion (attributes2)",
+        [GMEM_CONVERT_RFC2] = "in-place conversion (RFC v2)",
+    };
+    static char buf[128];
+
+    probe();
+    snprintf(buf, sizeof(buf), "kvm: %s, %s", huge[caps.huge],
+             conv[caps.convert]);
+    return buf;
+}
+
+static int kvm_file_convert(GuestMemfdFile *f, uint64_t offset, uint64_t size,
+                            bool to_private, uint64_t *error_offset)
+{
+    int ret;
+
+    switch (caps.convert) {
+    case GMEM_CONVERT_V8: {
+        struct gmem_v8_memory_attributes2 a = {
+            .offset = offset, .size = size,
+            .attributes = to_private ? GMEM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+        };
+        ret = ioctl(f->fd, GMEM_V8_SET_MEMORY_ATTRIBUTES2, &a);
+        *error_offset = a.error_offset;
+        break;
+    }
+    case GMEM_CONVERT_RFC2: {
+        struct gmem_rfc2_convert c = { .offset = offset, .size = size };
+        ret = ioctl(f->fd, to_private ? GMEM_RFC2_CONVERT_PRIVATE :
+                                        GMEM_RFC2_CONVERT_SHARED, &c);
+        *error_offset = c.error_offset;
+        break;
+    }
+    default:
+        return -EOPNOTSUPP;
+    }
+    return ret < 0 ? -errno : 0;
+}
+
+static int kvm_file_fallocate(GuestMemfdFile *f, int mode, uint64_t offset,
+                              uint64_t size)
+{
+    return fallocate(f->fd, mode | FALLOC_FL_KEEP_SIZE, offset, size) ?
+           -errno : 0;
+}
+
+static int kvm_file_punch_hole(GuestMemfdFile *f, uint64_t offset,
+                               uint64_t size)
+{
+    return kvm_file_fallocate(f, FALLOC_FL_PUNCH_HOLE, offset, size);
+}
+
+static int kvm_file_allocate(GuestMemfdFile *f, uint64_t offset,
+                             uint64_t size)
+{
+    return kvm_file_fallocate(f, 0, offset, size);
+}
+
+static void kvm_file_close(GuestMemfdFile *f)
+{
+    close(f->fd);
+    g_free(container_of(f, GmemKvmFile, f));
+}
+
+static const GuestMemfdKernelOps kvm_ops = {
+    .name = "kvm",
+    .convert = kvm_file_convert,
+    .punch_hole = kvm_file_punch_hole,
+    .allocate = kvm_file_allocate,
+    .close = kvm_file_close,
+};
+
+GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
+                                       bool init_shared, Error **errp)
+{
+    struct gmem_create_with_order arg = { .size = size };
+    GmemKvmFile *kf;
+    int fd;
+
+    if (!kvm_enabled()) {
+        error_setg(errp, "guest_memfd needs KVM (-accel kvm); to run without"
+                   " it, add kernel-model=on to use qemu-gmem1g's user-space"
+                   " model of the guest_memfd kernel (development and tests)");
+        return NULL;
+    }
+    probe();
+    if (!caps.gmem || !(caps.flags & GMEM_FLAG_MMAP)) {
+        error_setg(errp, "this kernel has no mmap-able guest_memfd (Linux"
+                   " 6.18 or later is needed); add kernel-model=on to use the"
+                   " user-space model instead");
+        return NULL;
+    }
+    arg.flags = GMEM_FLAG_MMAP;
+    if (init_shared) {
+        if (!(caps.flags & GMEM_FLAG_INIT_SHARED)) {
+            error_setg(errp, "this kernel cannot create guest_memfd memory"
+                       " that starts shared; use init-shared=off");
+            return NULL;
+        }
+        arg.flags |= GMEM_FLAG_INIT_SHARED;
+    }
+    if (!init_shared && caps.convert == GMEM_CONVERT_NONE) {
+        error_setg(errp, "this kernel cannot convert guest_memfd pages in"
+                   " place, so memory that starts private could never be"
+                   " shared; use init-shared=on, or kernel-model=on to use"
+                   " the user-space model");
+        return NULL;
+    }
+    if (page_size > 4 * KiB) {
+        switch (caps.huge) {
+        case GMEM_HUGE_WIP:
+            arg.flags |= GMEM_WIP_FLAG_HUGETLB;
+            arg.page_order = page_size == 1 * GiB ? GMEM_WIP_ORDER_1G :
+                                                    GMEM_WIP_ORDER_2M;
+            break;
+        case GMEM_HUGE_RFC2:
+            arg.flags |= GMEM_RFC2_FLAG_HUGETLB |
+                         ((uint64_t)ctz64(page_size) <<
+                          GMEM_RFC2_HUGETLB_SHIFT);
+            break;
+        default:
+            error_setg(errp, "this kernel has no hugetlb guest_memfd, so"
+                       " pagesize=%" PRIu64 "M is not possible; use"
+                       " pagesize=4K, or kernel-model=on to use the"
+                       " user-space model of the 1 GiB guest_memfd kernel",
+                       page_size / MiB);
+            return NULL;
+        }
+    }
+
+    fd = kvm_vm_ioctl(kvm_state, KVM_CREATE_GUEST_MEMFD, &arg);
+    trace_guest_memfd_kvm_create(size, page_size, arg.flags, fd);
+    if (fd < 0) {
+        if (fd == -ENOMEM) {
+            error_setg(errp, "not enough free %" PRIu64 " KiB hugetlb pages"
+                       " for a 0x%" PRIx64 "-byte guest_memfd; reserve more"
+                       " in /sys/kernel/mm/hugepages", page_size / KiB, size);
+        } else {
+            error_setg_errno(errp, -fd, "creating a guest_memfd (flags 0x%"
+                             PRIx64 ") failed", (uint64_t)arg.flags);
+        }
+        return NULL;
+    }
+    kf = g_new0(GmemKvmFile, 1);
+    kf->f.ops = &kvm_ops;
+    kf->f.size = size;
+    kf->f.page_size = page_size;
+    kf->f.init_shared = init_shared;
+    kf->f.fd = fd;
+    return &kf->f;
+}
