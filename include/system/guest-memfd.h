@@ -1,0 +1,79 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * In-place guest_memfd page-state core
+ *
+ * Every memory-backend-guest-memfd object registers one GuestMemfdRegion:
+ * its guest_memfd file, the RAMBlock that maps it, and QEMU's view of which
+ * 4 KiB pages are shared and which are private.  Every conversion, whatever
+ * asked for it (a guest page-state request, a memory fault, QMP), goes
+ * through guest_memfd_convert_gpa() or guest_memfd_convert_ram(), which call
+ * the kernel (or its model) and keep that view exactly equal to what the
+ * kernel did.
+ */
+
+#ifndef SYSTEM_GUEST_MEMFD_H
+#define SYSTEM_GUEST_MEMFD_H
+
+#include "exec/hwaddr.h"
+#include "system/guest-memfd-kernel.h"
+
+#define GUEST_MEMFD_PAGE_SIZE   4096ULL
+
+typedef struct GuestMemfdRegion GuestMemfdRegion;
+typedef struct HostMemoryBackend HostMemoryBackend;
+typedef struct MemoryRegion MemoryRegion;
+
+typedef struct GuestMemfdCounters {
+    uint64_t to_shared;     /* requests that made pages shared */
+    uint64_t to_private;    /* requests that made pages private */
+    uint64_t failed;        /* requests that failed */
+    uint64_t retried;       /* retries after -EAGAIN */
+    uint64_t kernel_calls;  /* convert calls into the kernel */
+} GuestMemfdCounters;
+
+/* Register @file, owned by @backend; @variant names the kernel interface. */
+GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,
+                                         GuestMemfdFile *file,
+                                         const char *variant);
+/* The RAM MemoryRegion that maps the file, once it exists. */
+void guest_memfd_region_set_mr(GuestMemfdRegion *r, MemoryRegion *mr);
+/* Unregister and close the file. */
+void guest_memfd_region_free(GuestMemfdRegion *r);
+
+GuestMemfdRegion *guest_memfd_region_find(MemoryRegion *mr);
+GuestMemfdFile *guest_memfd_region_file(GuestMemfdRegion *r);
+
+/*
+ * Convert [offset, offset + size) of the region's file.  Returns true when
+ * the whole range has the requested state.  On failure @errp says why,
+ * *done (if not NULL) is the number of bytes from @offset that were
+ * converted, and the region's state equals what the kernel did.
+ */
+bool guest_memfd_convert_ram(GuestMemfdRegion *r, uint64_t offset,
+                             uint64_t size, bool to_private, uint64_t *done,
+                             Error **errp);
+
+/*
+ * Convert a guest-physical range.  The whole range must be RAM of in-place
+ * guest_memfd backends (it may cross regions); it is validated before
+ * anything changes.  *done as above, counted from @gpa.
+ */
+bool guest_memfd_convert_gpa(hwaddr gpa, uint64_t size, bool to_private,
+                             uint64_t *done, Error **errp);
+
+/* Is the whole range in-place guest_memfd RAM (what convert_gpa needs)? */
+bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,
+                                      Error **errp);
+
+/* Does [offset, offset + len) of @mr hold a private page of a region?
+ * The memory API refuses such accesses (MEMTX error, never SIGBUS). */
+bool guest_memfd_access_denied(MemoryRegion *mr, hwaddr offset, hwaddr len);
+
+/* Page state of one 4 KiB page (tests, debugging). */
+bool guest_memfd_page_is_private(GuestMemfdRegion *r, uint64_t offset);
+void guest_memfd_region_counters(GuestMemfdRegion *r, GuestMemfdCounters *c);
+/* All pages back to the file's initial state (system reset). */
+void guest_memfd_region_reset(GuestMemfdRegion *r);
+
+#endif

@@ -1,0 +1,313 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * qtests of memory-backend-guest-memfd: properties, errors, lifetime, and
+ * the memory-API guard on private pages.
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/units.h"
+#include "libqtest.h"
+#include "qobject/qdict.h"
+#include "qobject/qjson.h"
+#include "qobject/qlist.h"
+#include "qapi/error.h"
+
+#define MODEL "memory-backend-guest-memfd,kernel-model=on"
+
+/* The one query-guest-memfd entry of a VM with exactly one backend. */
+static QDict *query_one(QTestState *qts, const char *id)
+{
+    QDict *resp = qtest_qmp(qts, "{'execute': 'query-guest-memfd'}");
+    QList *list = qdict_get_qlist(resp, "return");
+    QListEntry *e;
+    QDict *found = NULL;
+
+    g_assert(list);
+    QLIST_FOREACH_ENTRY(list, e) {
+        QDict *d = qobject_to(QDict, qlist_entry_obj(e));
+        if (!strcmp(qdict_get_str(d, "id"), id)) {
+            found = d;
+            qobject_ref(found);
+        }
+    }
+    qobject_unref(resp);
+    g_assert(found);
+    return found;
+}
+
+static int query_count(QTestState *qts)
+{
+    QDict *resp = qtest_qmp(qts, "{'execute': 'query-guest-memfd'}");
+    int n = qlist_size(qdict_get_qlist(resp, "return"));
+
+    qobject_unref(resp);
+    return n;
+}
+
+/* Run QEMU to completion with @args; return its exit status and stderr. */
+static int run_qemu(const char *args, char **out, char **err)
+{
+    const char *qemu = g_getenv("QTEST_QEMU_BINARY");
+    g_autofree char *cmd = g_strdup_printf("timeout 60 %s -nodefaults"
+                                           " -display none %s", qemu, args);
+    g_auto(GStrv) argv = NULL;
+    int status = -1;
+
+    g_assert(g_shell_parse_argv(cmd, NULL, &argv, NULL));
+    g_assert(g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                          out, err, &status, NULL));
+    return status;
+}
+
+static void test_help(void)
+{
+    g_autofree char *out = NULL, *err = NULL;
+    int status = run_qemu("-object memory-backend-guest-memfd,help", &out,
+                          &err);
+
+    g_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    g_assert(strstr(out, "pagesize=<size>"));
+    g_assert(strstr(out, "4K (default), 2M or 1G"));
+    g_assert(strstr(out, "init-shared=<OnOffAuto>"));
+    g_assert(strstr(out, "kernel-model=<bool>"));
+    g_assert(strstr(out, "user-space model"));
+}
+
+/* Without KVM and without kernel-model=on, startup exits with a hint. */
+static void test_startup_needs_kvm_or_model(void)
+{
+    g_autofree char *out = NULL, *err = NULL;
+    int status = run_qemu("-accel qtest -machine q35,memory-backend=mem0"
+                          " -object memory-backend-guest-memfd,id=mem0,"
+                          "size=128M", &out, &err);
+
+    g_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    g_assert(strstr(err, "guest_memfd needs KVM"));
+    g_assert(strstr(err, "kernel-model=on"));
+}
+
+typedef struct BadConfig {
+    const char *props;      /* JSON members after qom-type and id */
+    const char *error;      /* expected part of the error message */
+} BadConfig;
+
+static const BadConfig bad_configs[] = {
+    { "'size': 134217728", "guest_memfd needs KVM" },
+    { "'size': 3145728, 'pagesize': 2097152, 'kernel-model': true",
+      "not a multiple of pagesize" },
+    { "'size': 134217728, 'pagesize': 8192, 'kernel-model': true",
+      "pagesize must be 4K, 2M or 1G" },
+    { "'size': 134217728, 'share': false, 'kernel-model': true",
+      "share=off is not possible" },
+    { "'size': 0, 'kernel-model': true", "doesn't take value '0'" },
+    { "'size': 134217728, 'init-shared': 'maybe', 'kernel-model': true",
+      "init-shared" },
+};
+
+/* object-add with bad options fails, names the problem, leaves nothing. */
+static void test_object_add_errors(void)
+{
+    QTestState *qts = qtest_init("-machine q35 -m 256M");
+
+    for (size_t i = 0; i < ARRAY_SIZE(bad_configs); i++) {
+        g_autofree char *json = g_strdup_printf(
+            "{'qom-type': 'memory-backend-guest-memfd', 'id': 'bad%zu', %s}",
+            i, bad_configs[i].props);
+        QObject *args = qobject_from_json(json, &error_abort);
+        QDict *resp = qtest_qmp(qts, "{'execute': 'object-add',"
+                                " 'arguments': %p}", args);
+        QDict *error = qdict_get_qdict(resp, "error");
+        g_autofree char *path = g_strdup_printf("/objects/bad%zu", i);
+        QDict *get;
+
+        g_assert(error);
+        if (!strstr(qdict_get_str(error, "desc"), bad_configs[i].error)) {
+            g_error("object-add %s: got \"%s\", expected \"%s\"",
+                    bad_configs[i].props, qdict_get_str(error, "desc"),
+                    bad_configs[i].error);
+        }
+        qobject_unref(resp);
+
+        get = qtest_qmp(qts, "{'execute': 'qom-list', 'arguments':"
+                        " {'path': %s}}", path);
+        g_assert(qdict_haskey(get, "error"));
+        qobject_unref(get);
+        g_assert_cmpint(query_count(qts), ==, 0);
+    }
+    qtest_quit(qts);
+}
+
+static void check_backend(QTestState *qts, const char *id, uint64_t size,
+                          uint64_t page_size, bool shared)
+{
+    QDict *info = query_one(qts, id);
+
+    g_assert_cmpuint((uint64_t)qdict_get_int(info, "size"), ==, size);
+    g_assert_cmpuint((uint64_t)qdict_get_int(info, "page-size"), ==, page_size);
+    g_assert_cmpstr(qdict_get_str(info, "kernel"), ==, "model");
+    g_assert_cmpuint((uint64_t)qdict_get_int(info, "folios"), ==, size / page_size);
+    g_assert_cmpuint((uint64_t)qdict_get_int(info, "shared"), ==, shared ? size : 0);
+    g_assert_cmpuint((uint64_t)qdict_get_int(info, "private"), ==, shared ? 0 : size);
+    g_assert(qdict_haskey(info, "pool"));
+    qobject_unref(info);
+}
+
+/* Guest RAM on the model, at each page size; contents round-trip. */
+static void test_machine_ram(const void *opaque)
+{
+    uint64_t page_size = (uintptr_t)opaque;
+    uint64_t size = MAX(page_size, 64 * MiB);
+    QTestState *qts = qtest_initf("-machine q35,memory-backend=mem0 -m %"
+                                  PRIu64 "M -object " MODEL ",id=mem0,"
+                                  "size=%" PRIu64 ",pagesize=%" PRIu64,
+                                  size / MiB, size, page_size);
+    QDict *prop;
+
+    check_backend(qts, "mem0", size, page_size, true);
+    prop = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments':"
+                     " {'path': '/objects/mem0', 'property': 'pagesize'}}");
+    g_assert_cmpuint((uint64_t)qdict_get_int(prop, "return"), ==, page_size);
+    qobject_unref(prop);
+
+    qtest_writeq(qts, 0x100000, 0x1122334455667788ULL);
+    qtest_writeq(qts, size - 8, 0xdeadbeefcafef00dULL);
+    g_assert_cmphex(qtest_readq(qts, 0x100000), ==, 0x1122334455667788ULL);
+    g_assert_cmphex(qtest_readq(qts, size - 8), ==, 0xdeadbeefcafef00dULL);
+    qtest_quit(qts);
+}
+
+/* init-shared=off: memory starts private and QEMU cannot touch it. */
+static void test_init_private(void)
+{
+    QTestState *qts = qtest_init("-machine q35,memory-backend=mem0 -m 64M"
+                                 " -object " MODEL ",id=mem0,size=64M,"
+                                 "init-shared=off");
+
+    check_backend(qts, "mem0", 64 * MiB, 4 * KiB, false);
+    /* Refused by the memory API: QEMU must live, memory must not change. */
+    qtest_writeq(qts, 0x200000, 0x5555aaaa5555aaaaULL);
+    qtest_qmp_assert_success(qts, "{'execute': 'x-guest-memfd-convert',"
+                             " 'arguments': {'gpa': 2097152, 'size': 4096,"
+                             " 'private': false}}");
+    g_assert_cmphex(qtest_readq(qts, 0x200000), ==, 0);
+    qtest_writeq(qts, 0x200000, 0x0123456789abcdefULL);
+    g_assert_cmphex(qtest_readq(qts, 0x200000), ==, 0x0123456789abcdefULL);
+    qtest_quit(qts);
+}
+
+/* A backend that is not guest RAM yet can be added and deleted again. */
+static void test_object_add_del(void)
+{
+    QTestState *qts = qtest_init("-machine q35 -m 256M");
+    g_autofree char *maps_path = g_strdup_printf("/proc/%d/maps",
+                                                 (int)qtest_pid(qts));
+    g_autofree char *fd_dir = g_strdup_printf("/proc/%d/fd",
+                                              (int)qtest_pid(qts));
+    g_autofree char *maps = NULL;
+
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {"
+                             " 'qom-type': 'memory-backend-guest-memfd',"
+                             " 'id': 'm1', 'size': 4194304, 'pagesize':"
+                             " 2097152, 'kernel-model': true }}");
+    check_backend(qts, "m1", 4 * MiB, 2 * MiB, true);
+    g_assert(g_file_get_contents(maps_path, &maps, NULL, NULL));
+    g_assert(strstr(maps, "guest-memfd"));
+    g_clear_pointer(&maps, g_free);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'object-del', 'arguments':"
+                             " {'id': 'm1'}}");
+    g_assert_cmpint(query_count(qts), ==, 0);
+    g_assert(g_file_get_contents(maps_path, &maps, NULL, NULL));
+    g_assert_null(strstr(maps, "guest-memfd"));
+    {
+        g_autoptr(GDir) dir = g_dir_open(fd_dir, 0, NULL);
+        const char *name;
+
+        g_assert(dir);
+        while ((name = g_dir_read_name(dir))) {
+            g_autofree char *link = g_build_filename(fd_dir, name, NULL);
+            g_autofree char *target = g_file_read_link(link, NULL);
+
+            g_assert(!target || !strstr(target, "guest-memfd"));
+        }
+    }
+    qtest_quit(qts);
+}
+
+/* A NUMA node's memory can be a guest_memfd backend. */
+static void test_numa_memdev(void)
+{
+    QTestState *qts = qtest_init("-machine q35 -m 128M"
+                                 " -object " MODEL ",id=n0,size=64M"
+                                 " -object memory-backend-ram,id=n1,size=64M"
+                                 " -numa node,nodeid=0,memdev=n0"
+                                 " -numa node,nodeid=1,memdev=n1");
+    g_autofree char *numa = qtest_hmp(qts, "info numa");
+
+    g_assert(strstr(numa, "node 0 size: 64 MB"));
+    check_backend(qts, "n0", 64 * MiB, 4 * KiB, true);
+    qtest_writeq(qts, 0x1000000, 42);
+    g_assert_cmpuint(qtest_readq(qts, 0x1000000), ==, 42);
+    qtest_quit(qts);
+}
+
+/* info guest-memfd prints what query-guest-memfd returns. */
+static void test_hmp(void)
+{
+    QTestState *qts = qtest_init("-machine q35,memory-backend=mem0 -m 64M"
+                                 " -object " MODEL ",id=mem0,size=64M");
+    g_autofree char *out = NULL;
+
+    qtest_qmp_assert_success(qts, "{'execute': 'x-guest-memfd-convert',"
+                             " 'arguments': {'gpa': 0, 'size': 8192,"
+                             " 'private': true}}");
+    out = qtest_hmp(qts, "info guest-memfd");
+    g_assert(strstr(out, "mem0: 64 MiB in 4 KiB pages (model;"));
+    g_assert(strstr(out, ", private 8 KiB"));
+    g_assert(strstr(out, "to-private 1, failed 0"));
+    qtest_quit(qts);
+}
+
+/* Real KVM: what this host's kernel can do, or SKIP with the reason. */
+static void test_kvm(void)
+{
+    QTestState *qts;
+    QDict *info;
+
+    if (!qtest_has_accel("kvm")) {
+        g_test_skip("no usable /dev/kvm on this host");
+        return;
+    }
+    qts = qtest_init("-accel kvm -machine q35,memory-backend=mem0 -m 512M"
+                     " -object memory-backend-guest-memfd,id=mem0,size=512M");
+    info = query_one(qts, "mem0");
+    g_assert_cmpstr(qdict_get_str(info, "kernel"), ==, "kvm");
+    qobject_unref(info);
+    qtest_quit(qts);
+}
+
+int main(int argc, char **argv)
+{
+    static const uint64_t sizes[] = { 4 * KiB, 2 * MiB, 1 * GiB };
+    static const char *const names[] = { "4K", "2M", "1G" };
+
+    g_test_init(&argc, &argv, NULL);
+    qtest_add_func("/guest-memfd/backend/help", test_help);
+    qtest_add_func("/guest-memfd/backend/startup-needs-kvm-or-model",
+                   test_startup_needs_kvm_or_model);
+    qtest_add_func("/guest-memfd/backend/object-add-errors",
+                   test_object_add_errors);
+    for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
+        g_autofree char *name = g_strdup_printf(
+            "/guest-memfd/backend/machine-ram/%s", names[i]);
+        qtest_add_data_func(name, (void *)(uintptr_t)sizes[i],
+                            test_machine_ram);
+    }
+    qtest_add_func("/guest-memfd/backend/init-private", test_init_private);
+    qtest_add_func("/guest-memfd/backend/object-add-del", test_object_add_del);
+    qtest_add_func("/guest-memfd/backend/numa-memdev", test_numa_memdev);
+    qtest_add_func("/guest-memfd/backend/hmp", test_hmp);
+    qtest_add_func("/guest-memfd/backend/kvm", test_kvm);
+    return g_test_run();
+}
