@@ -52,7 +52,7 @@ configure: assemble
 build: configure
 	@v="qemu-gmem1g $$(git describe --always --dirty --tags 2>/dev/null || echo unknown)"; \
 	[ "$$(cat $(SRC)/FORK-VERSION 2>/dev/null)" = "$$v" ] || echo "$$v" > $(SRC)/FORK-VERSION
-	@$(MAKE) --no-print-directory -C $(BLD) -j$(JOBS)
+	@flock build/.build-lock $(MAKE) --no-print-directory -C $(BLD) -j$(JOBS)
 
 check: build
 	@scripts/check
