@@ -19,6 +19,8 @@
 #include "qemu/bitmap.h"
 #include "qemu/cutils.h"
 #include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "migration/blocker.h"
 #include "qemu/queue.h"
 #include "qemu/thread.h"
 #include "qom/object.h"
@@ -48,6 +50,9 @@ struct GuestMemfdRegion {
     uint64_t shared_pages;
     uint64_t folios_with_shared;
     GuestMemfdCounters counters;
+    /* Private pages cannot migrate: blocked while there are any. */
+    QEMUBH *blocker_bh;
+    Error *migration_blocker;
     QTAILQ_ENTRY(GuestMemfdRegion) next;
 };
 
@@ -67,11 +72,34 @@ static const char *region_id(GuestMemfdRegion *r)
     return object_get_canonical_path_component(OBJECT(r->backend)) ?: "?";
 }
 
+/* Main loop: keep the migration blocker in line with the page state. */
+static void region_update_blocker(void *opaque)
+{
+    GuestMemfdRegion *r = opaque;
+    Error *err = NULL;
+    bool has_private;
+
+    qemu_mutex_lock(&r->lock);
+    has_private = r->shared_pages < r->pages;
+    qemu_mutex_unlock(&r->lock);
+
+    if (has_private && !r->migration_blocker) {
+        error_setg(&r->migration_blocker, "guest_memfd %s holds private"
+                   " pages, which cannot be migrated", region_id(r));
+        if (migrate_add_blocker(&r->migration_blocker, &err) < 0) {
+            warn_report_err(err);
+        }
+    } else if (!has_private && r->migration_blocker) {
+        migrate_del_blocker(&r->migration_blocker);
+    }
+}
+
 /* Record that [first, first + n) pages now have state @shared. */
 static void region_set_state(GuestMemfdRegion *r, uint64_t first, uint64_t n,
                              bool shared)
 {
     uint64_t end = first + n;
+    bool had_private = r->shared_pages < r->pages;
 
     while (first < end) {
         uint64_t folio = first >> r->folio_shift;
@@ -96,6 +124,9 @@ static void region_set_state(GuestMemfdRegion *r, uint64_t first, uint64_t n,
         }
         first = folio_end;
     }
+    if (had_private != (r->shared_pages < r->pages) && r->blocker_bh) {
+        qemu_bh_schedule(r->blocker_bh);
+    }
 }
 
 GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,
@@ -116,6 +147,8 @@ GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,
     if (file->init_shared) {
         region_set_state(r, 0, r->pages, true);
     }
+    r->blocker_bh = qemu_bh_new(region_update_blocker, r);
+    qemu_bh_schedule(r->blocker_bh);
 
     qemu_mutex_lock(&regions_lock);
     QTAILQ_INSERT_TAIL(&regions, r, next);
@@ -142,6 +175,8 @@ void guest_memfd_region_free(GuestMemfdRegion *r)
     qatomic_dec(&nr_regions);
     qemu_mutex_unlock(&regions_lock);
 
+    qemu_bh_delete(r->blocker_bh);
+    migrate_del_blocker(&r->migration_blocker);
     guest_memfd_close(r->file);
     qemu_mutex_destroy(&r->lock);
     g_free(r->shared);
@@ -377,8 +412,13 @@ static GArray *gpa_resolve(hwaddr gpa, uint64_t size, Error **errp)
 bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,
                                       Error **errp)
 {
-    g_autoptr(GArray) pieces = gpa_resolve(gpa, size, errp);
+    g_autoptr(GArray) pieces = NULL;
 
+    if (!qatomic_read(&nr_regions)) {
+        error_setg(errp, "there is no in-place guest_memfd memory");
+        return false;
+    }
+    pieces = gpa_resolve(gpa, size, errp);
     return pieces != NULL;
 }
 

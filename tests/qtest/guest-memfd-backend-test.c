@@ -269,6 +269,61 @@ static void test_hmp(void)
     qtest_quit(qts);
 }
 
+static const char *migrate_to_file(QTestState *qts, const char *path)
+{
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    QDict *resp = qtest_qmp(qts, "{'execute': 'migrate', 'arguments':"
+                            " {'uri': %s}}", uri);
+    static char desc[256];
+
+    desc[0] = 0;
+    if (qdict_haskey(resp, "error")) {
+        g_strlcpy(desc, qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
+                  sizeof(desc));
+    }
+    qobject_unref(resp);
+    return desc;
+}
+
+/* Private pages block migration; shared-only memory migrates like RAM. */
+static void test_migration(void)
+{
+    g_autofree char *path = g_strdup_printf("%s/gmem-mig-%d.bin",
+                                            g_get_tmp_dir(), getpid());
+    QTestState *qts = qtest_init("-machine q35,memory-backend=mem0 -m 64M"
+                                 " -object " MODEL ",id=mem0,size=64M");
+    QDict *resp;
+
+    qtest_qmp_assert_success(qts, "{'execute': 'x-guest-memfd-convert',"
+                             " 'arguments': {'gpa': 1048576, 'size': 4096,"
+                             " 'private': true}}");
+    g_assert(strstr(migrate_to_file(qts, path),
+                    "guest_memfd mem0 holds private pages"));
+
+    qtest_qmp_assert_success(qts, "{'execute': 'x-guest-memfd-convert',"
+                             " 'arguments': {'gpa': 1048576, 'size': 4096,"
+                             " 'private': false}}");
+    /* The blocker goes in the main loop, right after the conversion. */
+    for (int i = 0; *migrate_to_file(qts, path); i++) {
+        g_assert_cmpint(i, <, 100);
+        g_usleep(10000);
+    }
+    do {
+        g_usleep(20000);
+        resp = qtest_qmp(qts, "{'execute': 'query-migrate'}");
+        if (!strcmp(qdict_get_str(qdict_get_qdict(resp, "return"), "status"),
+                    "completed")) {
+            qobject_unref(resp);
+            break;
+        }
+        g_assert_cmpstr(qdict_get_str(qdict_get_qdict(resp, "return"),
+                                      "status"), !=, "failed");
+        qobject_unref(resp);
+    } while (true);
+    qtest_quit(qts);
+    unlink(path);
+}
+
 /* Real KVM: what this host's kernel can do, or SKIP with the reason. */
 static void test_kvm(void)
 {
@@ -308,6 +363,7 @@ int main(int argc, char **argv)
     qtest_add_func("/guest-memfd/backend/object-add-del", test_object_add_del);
     qtest_add_func("/guest-memfd/backend/numa-memdev", test_numa_memdev);
     qtest_add_func("/guest-memfd/backend/hmp", test_hmp);
+    qtest_add_func("/guest-memfd/backend/migration", test_migration);
     qtest_add_func("/guest-memfd/backend/kvm", test_kvm);
     return g_test_run();
 }
