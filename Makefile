@@ -70,8 +70,22 @@ fuzz:
 check-sanitize:
 	@echo "make check-sanitize: ASan+UBSan run of the tests; not implemented yet (issue 9)."; exit 1
 
-docs:
-	@echo "make docs: HTML manual with our pages; not implemented yet (issue 10)."; exit 1
+# The manual is built in its own tree, so that turning docs on does not
+# reconfigure (and rebuild) build/qemu.
+DOCS := build/docs
+docs: assemble
+	@scripts/deps --docs
+	@if [ ! -f $(DOCS)/build.ninja ]; then \
+		mkdir -p $(DOCS); \
+		(cd $(DOCS) && ../src/configure --python=/usr/bin/python3 \
+			--target-list=x86_64-softmmu --without-default-features \
+			--enable-docs) > build/docs-configure.log 2>&1 || \
+			{ tail -n 30 build/docs-configure.log; exit 1; }; \
+	fi
+	@flock build/.build-lock ninja -C $(DOCS) html
+	@echo "HTML manual: $(TOP)/$(DOCS)/docs/manual/index.html"
+	@for p in system/guest-memfd devel/guest-memfd specs/guest-memfd-psc interop/qemu-qmp-ref; do \
+		echo "  $(TOP)/$(DOCS)/docs/manual/$$p.html"; done
 
 clean:
 	@[ ! -d $(BLD) ] || $(MAKE) --no-print-directory -C $(BLD) clean
