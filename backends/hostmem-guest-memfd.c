@@ -31,7 +31,8 @@
 #include "system/guest-memfd-model.h"
 
 #define TYPE_MEMORY_BACKEND_GUEST_MEMFD "memory-backend-guest-memfd"
-OBJECT_DECLARE_TYPE(HostMemoryBackendGuestMemfd, HostMemoryBackendGuestMemfdClass,
+OBJECT_DECLARE_TYPE(HostMemoryBackendGuestMemfd,
+                    HostMemoryBackendGuestMemfdClass,
                     MEMORY_BACKEND_GUEST_MEMFD)
 
 struct HostMemoryBackendGuestMemfd {

@@ -21,7 +21,7 @@
 
 /* Mappability of a 4 KiB page, as on the 2025-02-06 design slide. */
 typedef enum GuestMemfdMappability {
-    GMEM_MAPPABLE_NA,       /* not in the filemap (never allocated, truncated) */
+    GMEM_MAPPABLE_NA,       /* not in the filemap: never allocated, truncated */
     GMEM_MAPPABLE_GUEST,    /* private: only the guest may fault it */
     GMEM_MAPPABLE_ALL,      /* shared: guest and host may fault it */
     GMEM_MAPPABLE_NONE,     /* converting to private: waiting for folio_put */
@@ -102,8 +102,10 @@ int guest_memfd_model_host_rw(GuestMemfdFile *f, uint64_t offset, void *buf,
 
 /* Transient reference on the 4 KiB page at @offset (like a GUP pin). */
 int guest_memfd_model_pin(GuestMemfdFile *f, uint64_t offset);
-/* Drop it; may run the folio_put callback (merge, free).  Valid on a
- * closed file while it still has pins. */
+/*
+ * Drop it; may run the folio_put callback (merge, free).  Valid on a
+ * closed file while it still has pins.
+ */
 int guest_memfd_model_unpin(GuestMemfdFile *f, uint64_t offset);
 
 bool guest_memfd_model_page_private(GuestMemfdFile *f, uint64_t offset);
@@ -125,8 +127,10 @@ void guest_memfd_model_set_simulated_pool(uint64_t page_size, uint64_t pages);
 
 void guest_memfd_model_inject(GuestMemfdModelFault fault, unsigned count);
 
-/* Check every invariant of @f (and of the pools); false and @errp set on
- * the first violation. */
+/*
+ * Check every invariant of @f (and of the pools); false and @errp set on
+ * the first violation.
+ */
 bool guest_memfd_model_check(GuestMemfdFile *f, Error **errp);
 
 #endif

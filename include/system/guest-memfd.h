@@ -66,8 +66,10 @@ bool guest_memfd_convert_gpa(hwaddr gpa, uint64_t size, bool to_private,
 bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,
                                       Error **errp);
 
-/* Does [offset, offset + len) of @mr hold a private page of a region?
- * The memory API refuses such accesses (MEMTX error, never SIGBUS). */
+/*
+ * Does [offset, offset + len) of @mr hold a private page of a region?
+ * The memory API refuses such accesses (MEMTX error, never SIGBUS).
+ */
 bool guest_memfd_access_denied(MemoryRegion *mr, hwaddr offset, hwaddr len);
 
 /* Page state of one 4 KiB page (tests, debugging). */

@@ -138,17 +138,22 @@ static void test_object_add_errors(void)
     qtest_quit(qts);
 }
 
+static uint64_t get_u64(QDict *d, const char *key)
+{
+    return qdict_get_int(d, key);
+}
+
 static void check_backend(QTestState *qts, const char *id, uint64_t size,
                           uint64_t page_size, bool shared)
 {
     QDict *info = query_one(qts, id);
 
-    g_assert_cmpuint((uint64_t)qdict_get_int(info, "size"), ==, size);
-    g_assert_cmpuint((uint64_t)qdict_get_int(info, "page-size"), ==, page_size);
+    g_assert_cmpuint(get_u64(info, "size"), ==, size);
+    g_assert_cmpuint(get_u64(info, "page-size"), ==, page_size);
     g_assert_cmpstr(qdict_get_str(info, "kernel"), ==, "model");
-    g_assert_cmpuint((uint64_t)qdict_get_int(info, "folios"), ==, size / page_size);
-    g_assert_cmpuint((uint64_t)qdict_get_int(info, "shared"), ==, shared ? size : 0);
-    g_assert_cmpuint((uint64_t)qdict_get_int(info, "private"), ==, shared ? 0 : size);
+    g_assert_cmpuint(get_u64(info, "folios"), ==, size / page_size);
+    g_assert_cmpuint(get_u64(info, "shared"), ==, shared ? size : 0);
+    g_assert_cmpuint(get_u64(info, "private"), ==, shared ? 0 : size);
     g_assert(qdict_haskey(info, "pool"));
     qobject_unref(info);
 }
@@ -167,7 +172,7 @@ static void test_machine_ram(const void *opaque)
     check_backend(qts, "mem0", size, page_size, true);
     prop = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments':"
                      " {'path': '/objects/mem0', 'property': 'pagesize'}}");
-    g_assert_cmpuint((uint64_t)qdict_get_int(prop, "return"), ==, page_size);
+    g_assert_cmpuint(get_u64(prop, "return"), ==, page_size);
     qobject_unref(prop);
 
     qtest_writeq(qts, 0x100000, 0x1122334455667788ULL);
