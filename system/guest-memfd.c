@@ -3,20 +3,16 @@
  *
  * In-place guest_memfd page-state core
  *
- * One GuestMemfdRegion per memory-backend-guest-memfd object.  It keeps a
- * bitmap with one bit per 4 KiB page (set: shared) and, per folio of the
- * file's page size, the number of shared pages, so that "is this folio
- * split?" and the totals are O(1).  A conversion is validated first, then
- * handed to the kernel; the bitmap changes only for what the kernel
- * actually converted.  When the kernel reports that a page is still
- * referenced (-EAGAIN), the clean part in front of it is converted, and
- * the rest is retried a bounded number of times with a growing delay.
+ * One GuestMemfdRegion per memory-backend-guest-memfd object: the file's
+ * page state (guest-memfd-state.c), the RAM MemoryRegion that maps it, and
+ * what the rest of QEMU needs from it: guest-physical ranges resolved to
+ * regions and validated before anything changes, the memory-API guard on
+ * private pages, the migration blocker, reset, QMP and HMP.
  */
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-guest-memfd.h"
-#include "qemu/bitmap.h"
 #include "qemu/cutils.h"
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
@@ -33,23 +29,11 @@
 #include "system/guest-memfd-model.h"
 #include "trace.h"
 
-/* Retries after -EAGAIN, and the first delay (doubled each time). */
-#define CONVERT_RETRIES         5
-#define CONVERT_RETRY_DELAY_US  50
-
 struct GuestMemfdRegion {
     HostMemoryBackend *backend;
-    GuestMemfdFile *file;
     MemoryRegion *mr;
     char *variant;
-    QemuMutex lock;
-    uint64_t pages;             /* 4 KiB pages in the file */
-    unsigned folio_shift;       /* log2(pages per folio) */
-    unsigned long *shared;      /* one bit per 4 KiB page: set = shared */
-    uint32_t *folio_shared;     /* shared pages per folio */
-    uint64_t shared_pages;
-    uint64_t folios_with_shared;
-    GuestMemfdCounters counters;
+    GuestMemfdState state;
     /* Private pages cannot migrate: blocked while there are any. */
     QEMUBH *blocker_bh;
     Error *migration_blocker;
@@ -67,25 +51,16 @@ static void __attribute__((constructor)) guest_memfd_core_init(void)
     qemu_mutex_init(&regions_lock);
 }
 
-static const char *region_id(GuestMemfdRegion *r)
-{
-    return object_get_canonical_path_component(OBJECT(r->backend)) ?: "?";
-}
-
 /* Main loop: keep the migration blocker in line with the page state. */
 static void region_update_blocker(void *opaque)
 {
     GuestMemfdRegion *r = opaque;
+    bool has_private = guest_memfd_state_has_private(&r->state);
     Error *err = NULL;
-    bool has_private;
-
-    qemu_mutex_lock(&r->lock);
-    has_private = r->shared_pages < r->pages;
-    qemu_mutex_unlock(&r->lock);
 
     if (has_private && !r->migration_blocker) {
         error_setg(&r->migration_blocker, "guest_memfd %s holds private"
-                   " pages, which cannot be migrated", region_id(r));
+                   " pages, which cannot be migrated", r->state.name);
         if (migrate_add_blocker(&r->migration_blocker, &err) < 0) {
             warn_report_err(err);
         }
@@ -94,39 +69,11 @@ static void region_update_blocker(void *opaque)
     }
 }
 
-/* Record that [first, first + n) pages now have state @shared. */
-static void region_set_state(GuestMemfdRegion *r, uint64_t first, uint64_t n,
-                             bool shared)
+static void region_private_changed(void *opaque)
 {
-    uint64_t end = first + n;
-    bool had_private = r->shared_pages < r->pages;
+    GuestMemfdRegion *r = opaque;
 
-    while (first < end) {
-        uint64_t folio = first >> r->folio_shift;
-        uint64_t folio_end = MIN(end, (folio + 1) << r->folio_shift);
-        uint64_t len = folio_end - first;
-        uint64_t was = bitmap_count_one_with_offset(r->shared, first, len);
-        uint32_t before = r->folio_shared[folio];
-
-        if (shared) {
-            bitmap_set(r->shared, first, len);
-            r->folio_shared[folio] += len - was;
-            r->shared_pages += len - was;
-        } else {
-            bitmap_clear(r->shared, first, len);
-            r->folio_shared[folio] -= was;
-            r->shared_pages -= was;
-        }
-        if (!before && r->folio_shared[folio]) {
-            r->folios_with_shared++;
-        } else if (before && !r->folio_shared[folio]) {
-            r->folios_with_shared--;
-        }
-        first = folio_end;
-    }
-    if (had_private != (r->shared_pages < r->pages) && r->blocker_bh) {
-        qemu_bh_schedule(r->blocker_bh);
-    }
+    qemu_bh_schedule(r->blocker_bh);
 }
 
 GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,
@@ -134,27 +81,21 @@ GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,
                                          const char *variant)
 {
     GuestMemfdRegion *r = g_new0(GuestMemfdRegion, 1);
-    uint64_t folios = file->size / file->page_size;
+    const char *id = object_get_canonical_path_component(OBJECT(backend));
 
     r->backend = backend;
-    r->file = file;
     r->variant = g_strdup(variant);
-    r->pages = file->size / GUEST_MEMFD_PAGE_SIZE;
-    r->folio_shift = ctz64(file->page_size / GUEST_MEMFD_PAGE_SIZE);
-    r->shared = bitmap_new(r->pages);
-    r->folio_shared = g_new0(uint32_t, folios);
-    qemu_mutex_init(&r->lock);
-    if (file->init_shared) {
-        region_set_state(r, 0, r->pages, true);
-    }
+    guest_memfd_state_init(&r->state, file, id ?: "?");
     r->blocker_bh = qemu_bh_new(region_update_blocker, r);
+    r->state.private_changed = region_private_changed;
+    r->state.opaque = r;
     qemu_bh_schedule(r->blocker_bh);
 
     qemu_mutex_lock(&regions_lock);
     QTAILQ_INSERT_TAIL(&regions, r, next);
     qatomic_inc(&nr_regions);
     qemu_mutex_unlock(&regions_lock);
-    trace_guest_memfd_region_new(region_id(r), file->size, file->page_size,
+    trace_guest_memfd_region_new(r->state.name, file->size, file->page_size,
                                  variant);
     return r;
 }
@@ -169,7 +110,7 @@ void guest_memfd_region_free(GuestMemfdRegion *r)
     if (!r) {
         return;
     }
-    trace_guest_memfd_region_free(region_id(r));
+    trace_guest_memfd_region_free(r->state.name);
     qemu_mutex_lock(&regions_lock);
     QTAILQ_REMOVE(&regions, r, next);
     qatomic_dec(&nr_regions);
@@ -177,10 +118,8 @@ void guest_memfd_region_free(GuestMemfdRegion *r)
 
     qemu_bh_delete(r->blocker_bh);
     migrate_del_blocker(&r->migration_blocker);
-    guest_memfd_close(r->file);
-    qemu_mutex_destroy(&r->lock);
-    g_free(r->shared);
-    g_free(r->folio_shared);
+    guest_memfd_close(r->state.file);
+    guest_memfd_state_destroy(&r->state);
     g_free(r->variant);
     g_free(r);
 }
@@ -205,156 +144,41 @@ GuestMemfdRegion *guest_memfd_region_find(MemoryRegion *mr)
 
 GuestMemfdFile *guest_memfd_region_file(GuestMemfdRegion *r)
 {
-    return r->file;
+    return r->state.file;
 }
 
 bool guest_memfd_page_is_private(GuestMemfdRegion *r, uint64_t offset)
 {
-    return !test_bit(offset / GUEST_MEMFD_PAGE_SIZE, r->shared);
+    return guest_memfd_state_any_private(&r->state, offset,
+                                         GUEST_MEMFD_PAGE_SIZE);
 }
 
 bool guest_memfd_access_denied(MemoryRegion *mr, hwaddr offset, hwaddr len)
 {
     GuestMemfdRegion *r;
-    uint64_t first, last;
     bool denied;
 
     if (likely(!qatomic_read(&nr_regions)) || !len) {
         return false;
     }
     r = guest_memfd_region_find(mr);
-    if (!r || offset >= r->file->size) {
+    if (!r || offset >= r->state.file->size) {
         return false;
     }
-    first = offset / GUEST_MEMFD_PAGE_SIZE;
-    last = (MIN(offset + len, r->file->size) - 1) / GUEST_MEMFD_PAGE_SIZE;
-    qemu_mutex_lock(&r->lock);
-    denied = find_next_zero_bit(r->shared, last + 1, first) <= last;
-    qemu_mutex_unlock(&r->lock);
+    len = MIN(len, r->state.file->size - offset);
+    denied = guest_memfd_state_any_private(&r->state, offset, len);
     if (denied) {
-        trace_guest_memfd_access_denied(region_id(r), offset, len);
+        trace_guest_memfd_access_denied(r->state.name, offset, len);
     }
     return denied;
-}
-
-/* One kernel call; updates the bitmap for what it converted. */
-static int region_kernel_convert(GuestMemfdRegion *r, uint64_t offset,
-                                 uint64_t size, bool to_private,
-                                 uint64_t *error_offset)
-{
-    int ret;
-
-    r->counters.kernel_calls++;
-    ret = guest_memfd_convert(r->file, offset, size, to_private, error_offset);
-    trace_guest_memfd_convert_kernel(region_id(r), offset, size, to_private,
-                                     ret, ret == -EAGAIN ? *error_offset : 0);
-    if (!ret) {
-        region_set_state(r, offset / GUEST_MEMFD_PAGE_SIZE,
-                         size / GUEST_MEMFD_PAGE_SIZE, !to_private);
-    }
-    return ret;
-}
-
-static bool range_has_state(GuestMemfdRegion *r, uint64_t offset,
-                            uint64_t size, bool private)
-{
-    uint64_t first = offset / GUEST_MEMFD_PAGE_SIZE;
-    uint64_t end = first + size / GUEST_MEMFD_PAGE_SIZE;
-
-    if (private) {
-        return find_next_bit(r->shared, end, first) >= end;
-    }
-    return find_next_zero_bit(r->shared, end, first) >= end;
 }
 
 bool guest_memfd_convert_ram(GuestMemfdRegion *r, uint64_t offset,
                              uint64_t size, bool to_private, uint64_t *done,
                              Error **errp)
 {
-    uint64_t cur = offset, end = offset + size, error_offset = 0;
-    unsigned attempt = 0, delay = CONVERT_RETRY_DELAY_US;
-    int ret = 0;
-
-    if (done) {
-        *done = 0;
-    }
-    if (!size || !QEMU_IS_ALIGNED(offset | size, GUEST_MEMFD_PAGE_SIZE) ||
-        end < offset || end > r->file->size) {
-        error_setg(errp, "guest_memfd %s: range 0x%" PRIx64 "+0x%" PRIx64
-                   " is not 4 KiB aligned inside the 0x%" PRIx64 "-byte file",
-                   region_id(r), offset, size, r->file->size);
-        return false;
-    }
-
-    trace_guest_memfd_convert(region_id(r), offset, size, to_private);
-    qemu_mutex_lock(&r->lock);
-    if (range_has_state(r, offset, size, to_private)) {
-        /* Nothing to do: the kernel would return at once as well. */
-        cur = end;
-        goto out;
-    }
-    while (cur < end) {
-        ret = region_kernel_convert(r, cur, end - cur, to_private,
-                                    &error_offset);
-        if (ret != -EAGAIN) {
-            if (!ret) {
-                cur = end;
-            }
-            break;
-        }
-        /* Pages in front of the referenced one are free to convert. */
-        if (error_offset > cur && error_offset < end) {
-            ret = region_kernel_convert(r, cur, error_offset - cur,
-                                        to_private, &error_offset);
-            if (ret) {
-                break;
-            }
-            cur = error_offset;
-            ret = -EAGAIN;
-        }
-        if (attempt == CONVERT_RETRIES) {
-            break;
-        }
-        attempt++;
-        r->counters.retried++;
-        trace_guest_memfd_convert_retry(region_id(r), cur, attempt, delay);
-        qemu_mutex_unlock(&r->lock);
-        g_usleep(delay);
-        qemu_mutex_lock(&r->lock);
-        delay *= 2;
-    }
-
-out:
-    if (cur == end) {
-        if (to_private) {
-            r->counters.to_private++;
-        } else {
-            r->counters.to_shared++;
-        }
-    } else {
-        r->counters.failed++;
-    }
-    qemu_mutex_unlock(&r->lock);
-    if (done) {
-        *done = cur - offset;
-    }
-    trace_guest_memfd_convert_done(region_id(r), offset, cur - offset,
-                                   cur == end);
-    if (cur == end) {
-        return true;
-    }
-    if (ret == -EAGAIN) {
-        error_setg(errp, "guest_memfd %s: page at offset 0x%" PRIx64
-                   " is still referenced after %u retries; 0x%" PRIx64
-                   " of 0x%" PRIx64 " bytes converted", region_id(r), cur,
-                   attempt, cur - offset, size);
-    } else {
-        error_setg_errno(errp, -ret, "guest_memfd %s: converting 0x%" PRIx64
-                         "+0x%" PRIx64 " to %s failed after 0x%" PRIx64
-                         " bytes", region_id(r), cur, end - cur,
-                         to_private ? "private" : "shared", cur - offset);
-    }
-    return false;
+    return guest_memfd_state_convert(&r->state, offset, size, to_private,
+                                     done, errp);
 }
 
 typedef struct GpaPiece {
@@ -453,61 +277,62 @@ bool guest_memfd_convert_gpa(hwaddr gpa, uint64_t size, bool to_private,
 
 void guest_memfd_region_counters(GuestMemfdRegion *r, GuestMemfdCounters *c)
 {
-    qemu_mutex_lock(&r->lock);
-    *c = r->counters;
-    qemu_mutex_unlock(&r->lock);
+    GuestMemfdStateInfo info;
+
+    guest_memfd_state_info(&r->state, &info);
+    *c = info.counters;
 }
 
 void guest_memfd_region_reset(GuestMemfdRegion *r)
 {
-    bool initial_private = !r->file->init_shared;
+    GuestMemfdFile *f = r->state.file;
     Error *err = NULL;
     int ret;
 
-    trace_guest_memfd_region_reset(region_id(r));
-    if (!guest_memfd_convert_ram(r, 0, r->file->size, initial_private, NULL,
+    trace_guest_memfd_region_reset(r->state.name);
+    if (!guest_memfd_convert_ram(r, 0, f->size, !f->init_shared, NULL,
                                  &err)) {
         warn_reportf_err(err, "system reset: ");
     }
-    ret = guest_memfd_punch_hole(r->file, 0, r->file->size);
+    ret = guest_memfd_punch_hole(f, 0, f->size);
     if (ret) {
         warn_report("system reset: guest_memfd %s: discarding contents"
-                    " failed: %s", region_id(r), strerror(-ret));
+                    " failed: %s", r->state.name, strerror(-ret));
     }
 }
 
 static GuestMemfdInfo *region_info(GuestMemfdRegion *r)
 {
     GuestMemfdInfo *info = g_new0(GuestMemfdInfo, 1);
-    GuestMemfdFile *f = r->file;
+    GuestMemfdFile *f = r->state.file;
+    GuestMemfdStateInfo st;
 
-    qemu_mutex_lock(&r->lock);
-    info->id = g_strdup(region_id(r));
+    guest_memfd_state_info(&r->state, &st);
+    info->id = g_strdup(r->state.name);
     info->size = f->size;
     info->page_size = f->page_size;
     info->variant = g_strdup(r->variant);
-    info->shared = r->shared_pages * GUEST_MEMFD_PAGE_SIZE;
+    info->shared = st.shared_bytes;
     info->q_private = f->size - info->shared;
     info->folios = f->size / f->page_size;
     info->folios_split = f->page_size > GUEST_MEMFD_PAGE_SIZE ?
-                         r->folios_with_shared : 0;
-    info->to_shared = r->counters.to_shared;
-    info->to_private = r->counters.to_private;
-    info->failed = r->counters.failed;
-    info->retried = r->counters.retried;
-    info->kernel_calls = r->counters.kernel_calls;
-    qemu_mutex_unlock(&r->lock);
+                         st.folios_with_shared : 0;
+    info->to_shared = st.counters.to_shared;
+    info->to_private = st.counters.to_private;
+    info->failed = st.counters.failed;
+    info->retried = st.counters.retried;
+    info->kernel_calls = st.counters.kernel_calls;
 
     if (guest_memfd_is_model(f)) {
-        GuestMemfdModelStats st;
+        GuestMemfdModelStats ms;
         GuestMemfdModelPool pool;
 
         info->kernel = GUEST_MEMFD_KERNEL_MODEL;
         info->backing = g_strdup(guest_memfd_model_backing(f));
-        guest_memfd_model_stats(f, &st);
-        info->folios_split = st.folios_split;
-        info->folios_merged = st.folios_merged;
-        info->folios_waiting = st.folios_waiting;
+        guest_memfd_model_stats(f, &ms);
+        info->folios_split = ms.folios_split;
+        info->folios_merged = ms.folios_merged;
+        info->folios_waiting = ms.folios_waiting;
         if (guest_memfd_model_pool(f->page_size, &pool)) {
             info->pool = g_new0(GuestMemfdPool, 1);
             info->pool->page_size = pool.page_size;
@@ -570,19 +395,19 @@ void qmp_x_guest_memfd_pin(const char *id, uint64_t offset, bool pin,
     if (!r) {
         return;
     }
-    if (!guest_memfd_is_model(r->file)) {
+    if (!guest_memfd_is_model(r->state.file)) {
         error_setg(errp, "'%s' does not use the kernel model: only model"
                    " pages can be pinned from QMP", id);
         return;
     }
     if (!QEMU_IS_ALIGNED(offset, GUEST_MEMFD_PAGE_SIZE) ||
-        offset >= r->file->size) {
+        offset >= r->state.file->size) {
         error_setg(errp, "offset 0x%" PRIx64 " is not a 4 KiB aligned"
                    " offset inside '%s'", offset, id);
         return;
     }
-    ret = pin ? guest_memfd_model_pin(r->file, offset) :
-                guest_memfd_model_unpin(r->file, offset);
+    ret = pin ? guest_memfd_model_pin(r->state.file, offset) :
+                guest_memfd_model_unpin(r->state.file, offset);
     if (ret) {
         error_setg_errno(errp, -ret, "cannot %s page 0x%" PRIx64 " of '%s'",
                          pin ? "pin" : "unpin", offset, id);

@@ -16,21 +16,11 @@
 #define SYSTEM_GUEST_MEMFD_H
 
 #include "exec/hwaddr.h"
-#include "system/guest-memfd-kernel.h"
-
-#define GUEST_MEMFD_PAGE_SIZE   4096ULL
+#include "system/guest-memfd-state.h"
 
 typedef struct GuestMemfdRegion GuestMemfdRegion;
 typedef struct HostMemoryBackend HostMemoryBackend;
 typedef struct MemoryRegion MemoryRegion;
-
-typedef struct GuestMemfdCounters {
-    uint64_t to_shared;     /* requests that made pages shared */
-    uint64_t to_private;    /* requests that made pages private */
-    uint64_t failed;        /* requests that failed */
-    uint64_t retried;       /* retries after -EAGAIN */
-    uint64_t kernel_calls;  /* convert calls into the kernel */
-} GuestMemfdCounters;
 
 /* Register @file, owned by @backend; @variant names the kernel interface. */
 GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,

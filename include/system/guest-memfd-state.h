@@ -1,0 +1,82 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * Page state of one guest_memfd file, as QEMU knows it
+ *
+ * One bit per 4 KiB page (set: shared) and, per folio, the number of shared
+ * pages, so that "is this folio split?" and every total is O(1).  All
+ * conversions of the file go through guest_memfd_state_convert(), which
+ * calls the kernel (or its model, or the null kernel) and changes the bits
+ * only for what the kernel converted.  Nothing here knows about guest
+ * addresses or QOM: the page-state core (guest-memfd.h) adds that, and
+ * benchmarks and unit tests use this part alone.
+ */
+
+#ifndef SYSTEM_GUEST_MEMFD_STATE_H
+#define SYSTEM_GUEST_MEMFD_STATE_H
+
+#include "qemu/thread.h"
+#include "system/guest-memfd-kernel.h"
+
+#define GUEST_MEMFD_PAGE_SIZE   4096ULL
+
+typedef struct GuestMemfdCounters {
+    uint64_t to_shared;     /* requests that made pages shared */
+    uint64_t to_private;    /* requests that made pages private */
+    uint64_t failed;        /* requests that failed */
+    uint64_t retried;       /* retries after -EAGAIN */
+    uint64_t kernel_calls;  /* convert calls into the kernel */
+} GuestMemfdCounters;
+
+typedef struct GuestMemfdState {
+    GuestMemfdFile *file;
+    char *name;                 /* for errors and traces */
+    QemuMutex lock;
+    uint64_t pages;             /* 4 KiB pages in the file */
+    unsigned folio_shift;       /* log2(pages per folio) */
+    unsigned long *shared;      /* one bit per 4 KiB page: set = shared */
+    uint32_t *folio_shared;     /* shared pages per folio */
+    uint64_t shared_pages;
+    uint64_t folios_with_shared;
+    GuestMemfdCounters counters;
+    /* Called, with the lock held, when "some page is private" flips. */
+    void (*private_changed)(void *opaque);
+    void *opaque;
+} GuestMemfdState;
+
+/* A snapshot for management interfaces. */
+typedef struct GuestMemfdStateInfo {
+    uint64_t shared_bytes;
+    uint64_t folios_with_shared;
+    GuestMemfdCounters counters;
+} GuestMemfdStateInfo;
+
+void guest_memfd_state_init(GuestMemfdState *s, GuestMemfdFile *file,
+                            const char *name);
+void guest_memfd_state_destroy(GuestMemfdState *s);
+
+/*
+ * Convert [offset, offset + size) of the file.  Returns true when the whole
+ * range has the requested state.  When the kernel reports a referenced page
+ * (-EAGAIN), the pages in front of it are converted and the rest retried a
+ * bounded number of times with a growing delay.  On failure @errp says why
+ * and *done (if not NULL) is the number of bytes from @offset converted.
+ */
+bool guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
+                               uint64_t size, bool to_private, uint64_t *done,
+                               Error **errp);
+
+/* Is any page of [offset, offset + len) private?  (len > 0, in range) */
+bool guest_memfd_state_any_private(GuestMemfdState *s, uint64_t offset,
+                                   uint64_t len);
+bool guest_memfd_state_has_private(GuestMemfdState *s);
+void guest_memfd_state_info(GuestMemfdState *s, GuestMemfdStateInfo *info);
+
+/*
+ * The null kernel: accepts every call and does nothing, to measure QEMU's
+ * own work.  Its fd is -1: it cannot be mapped.
+ */
+GuestMemfdFile *guest_memfd_null_create(uint64_t size, uint64_t page_size,
+                                        bool init_shared);
+
+#endif

@@ -1,0 +1,270 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * Page state of one guest_memfd file, as QEMU knows it
+ *
+ * The bitmap changes only after the kernel has converted a range, so it
+ * always equals what the kernel did.  Conversion to private can meet a
+ * page that something still references (the kernel answers -EAGAIN with
+ * the offset of that page); the clean part in front of it is converted,
+ * and the rest is retried a few times with a doubling delay, because such
+ * references (a DMA in flight, a transient page-table walk) usually go
+ * away quickly.  After that the caller learns exactly how far it got.
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qemu/bitmap.h"
+#include "qemu/host-utils.h"
+#include "system/guest-memfd-state.h"
+#include "trace.h"
+
+/* Retries after -EAGAIN, and the first delay (doubled each time). */
+#define CONVERT_RETRIES         5
+#define CONVERT_RETRY_DELAY_US  50
+
+/* Record that [first, first + n) pages now have state @shared. */
+static void state_set(GuestMemfdState *s, uint64_t first, uint64_t n,
+                      bool shared)
+{
+    uint64_t end = first + n;
+    bool had_private = s->shared_pages < s->pages;
+
+    while (first < end) {
+        uint64_t folio = first >> s->folio_shift;
+        uint64_t folio_end = MIN(end, (folio + 1) << s->folio_shift);
+        uint64_t len = folio_end - first;
+        uint64_t was = bitmap_count_one_with_offset(s->shared, first, len);
+        uint32_t before = s->folio_shared[folio];
+
+        if (shared) {
+            bitmap_set(s->shared, first, len);
+            s->folio_shared[folio] += len - was;
+            s->shared_pages += len - was;
+        } else {
+            bitmap_clear(s->shared, first, len);
+            s->folio_shared[folio] -= was;
+            s->shared_pages -= was;
+        }
+        if (!before && s->folio_shared[folio]) {
+            s->folios_with_shared++;
+        } else if (before && !s->folio_shared[folio]) {
+            s->folios_with_shared--;
+        }
+        first = folio_end;
+    }
+    if (had_private != (s->shared_pages < s->pages) && s->private_changed) {
+        s->private_changed(s->opaque);
+    }
+}
+
+void guest_memfd_state_init(GuestMemfdState *s, GuestMemfdFile *file,
+                            const char *name)
+{
+    memset(s, 0, sizeof(*s));
+    s->file = file;
+    s->name = g_strdup(name);
+    s->pages = file->size / GUEST_MEMFD_PAGE_SIZE;
+    s->folio_shift = ctz64(file->page_size / GUEST_MEMFD_PAGE_SIZE);
+    s->shared = bitmap_new(s->pages);
+    s->folio_shared = g_new0(uint32_t, file->size / file->page_size);
+    qemu_mutex_init(&s->lock);
+    if (file->init_shared) {
+        state_set(s, 0, s->pages, true);
+    }
+}
+
+void guest_memfd_state_destroy(GuestMemfdState *s)
+{
+    qemu_mutex_destroy(&s->lock);
+    g_free(s->shared);
+    g_free(s->folio_shared);
+    g_free(s->name);
+}
+
+/* One kernel call; updates the bitmap for what it converted. */
+static int state_kernel_convert(GuestMemfdState *s, uint64_t offset,
+                                uint64_t size, bool to_private,
+                                uint64_t *error_offset)
+{
+    int ret;
+
+    s->counters.kernel_calls++;
+    ret = guest_memfd_convert(s->file, offset, size, to_private,
+                              error_offset);
+    trace_guest_memfd_convert_kernel(s->name, offset, size, to_private, ret,
+                                     ret == -EAGAIN ? *error_offset : 0);
+    if (!ret) {
+        state_set(s, offset / GUEST_MEMFD_PAGE_SIZE,
+                  size / GUEST_MEMFD_PAGE_SIZE, !to_private);
+    }
+    return ret;
+}
+
+static bool state_range_is(GuestMemfdState *s, uint64_t offset,
+                           uint64_t size, bool private)
+{
+    uint64_t first = offset / GUEST_MEMFD_PAGE_SIZE;
+    uint64_t end = first + size / GUEST_MEMFD_PAGE_SIZE;
+
+    if (private) {
+        return find_next_bit(s->shared, end, first) >= end;
+    }
+    return find_next_zero_bit(s->shared, end, first) >= end;
+}
+
+bool guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
+                               uint64_t size, bool to_private, uint64_t *done,
+                               Error **errp)
+{
+    uint64_t cur = offset, end = offset + size, error_offset = 0;
+    unsigned attempt = 0, delay = CONVERT_RETRY_DELAY_US;
+    int ret = 0;
+
+    if (done) {
+        *done = 0;
+    }
+    if (!size || !QEMU_IS_ALIGNED(offset | size, GUEST_MEMFD_PAGE_SIZE) ||
+        end < offset || end > s->file->size) {
+        error_setg(errp, "guest_memfd %s: range 0x%" PRIx64 "+0x%" PRIx64
+                   " is not 4 KiB aligned inside the 0x%" PRIx64 "-byte file",
+                   s->name, offset, size, s->file->size);
+        return false;
+    }
+
+    trace_guest_memfd_convert(s->name, offset, size, to_private);
+    qemu_mutex_lock(&s->lock);
+    if (state_range_is(s, offset, size, to_private)) {
+        /* Nothing to do: the kernel would return at once as well. */
+        cur = end;
+    }
+    while (cur < end) {
+        ret = state_kernel_convert(s, cur, end - cur, to_private,
+                                   &error_offset);
+        if (ret != -EAGAIN) {
+            if (!ret) {
+                cur = end;
+            }
+            break;
+        }
+        /* Pages in front of the referenced one are free to convert. */
+        if (error_offset > cur && error_offset < end) {
+            ret = state_kernel_convert(s, cur, error_offset - cur, to_private,
+                                       &error_offset);
+            if (ret) {
+                break;
+            }
+            cur = error_offset;
+            ret = -EAGAIN;
+        }
+        if (attempt == CONVERT_RETRIES) {
+            break;
+        }
+        attempt++;
+        s->counters.retried++;
+        trace_guest_memfd_convert_retry(s->name, cur, attempt, delay);
+        qemu_mutex_unlock(&s->lock);
+        g_usleep(delay);
+        qemu_mutex_lock(&s->lock);
+        delay *= 2;
+    }
+
+    if (cur == end) {
+        if (to_private) {
+            s->counters.to_private++;
+        } else {
+            s->counters.to_shared++;
+        }
+    } else {
+        s->counters.failed++;
+    }
+    qemu_mutex_unlock(&s->lock);
+    if (done) {
+        *done = cur - offset;
+    }
+    trace_guest_memfd_convert_done(s->name, offset, cur - offset, cur == end);
+    if (cur == end) {
+        return true;
+    }
+    if (ret == -EAGAIN) {
+        error_setg(errp, "guest_memfd %s: page at offset 0x%" PRIx64
+                   " is still referenced after %u retries; 0x%" PRIx64
+                   " of 0x%" PRIx64 " bytes converted", s->name, cur,
+                   attempt, cur - offset, size);
+    } else {
+        error_setg_errno(errp, -ret, "guest_memfd %s: converting 0x%" PRIx64
+                         "+0x%" PRIx64 " to %s failed after 0x%" PRIx64
+                         " bytes", s->name, cur, end - cur,
+                         to_private ? "private" : "shared", cur - offset);
+    }
+    return false;
+}
+
+bool guest_memfd_state_any_private(GuestMemfdState *s, uint64_t offset,
+                                   uint64_t len)
+{
+    uint64_t first = offset / GUEST_MEMFD_PAGE_SIZE;
+    uint64_t last = (offset + len - 1) / GUEST_MEMFD_PAGE_SIZE;
+    bool any;
+
+    qemu_mutex_lock(&s->lock);
+    any = find_next_zero_bit(s->shared, last + 1, first) <= last;
+    qemu_mutex_unlock(&s->lock);
+    return any;
+}
+
+bool guest_memfd_state_has_private(GuestMemfdState *s)
+{
+    bool any;
+
+    qemu_mutex_lock(&s->lock);
+    any = s->shared_pages < s->pages;
+    qemu_mutex_unlock(&s->lock);
+    return any;
+}
+
+void guest_memfd_state_info(GuestMemfdState *s, GuestMemfdStateInfo *info)
+{
+    qemu_mutex_lock(&s->lock);
+    info->shared_bytes = s->shared_pages * GUEST_MEMFD_PAGE_SIZE;
+    info->folios_with_shared = s->folios_with_shared;
+    info->counters = s->counters;
+    qemu_mutex_unlock(&s->lock);
+}
+
+static int null_convert(GuestMemfdFile *f, uint64_t offset, uint64_t size,
+                        bool to_private, uint64_t *error_offset)
+{
+    return 0;
+}
+
+static int null_range(GuestMemfdFile *f, uint64_t offset, uint64_t size)
+{
+    return 0;
+}
+
+static void null_close(GuestMemfdFile *f)
+{
+    g_free(f);
+}
+
+static const GuestMemfdKernelOps null_ops = {
+    .name = "null",
+    .convert = null_convert,
+    .punch_hole = null_range,
+    .allocate = null_range,
+    .close = null_close,
+};
+
+GuestMemfdFile *guest_memfd_null_create(uint64_t size, uint64_t page_size,
+                                        bool init_shared)
+{
+    GuestMemfdFile *f = g_new0(GuestMemfdFile, 1);
+
+    f->ops = &null_ops;
+    f->size = size;
+    f->page_size = page_size;
+    f->init_shared = init_shared;
+    f->fd = -1;
+    return f;
+}
