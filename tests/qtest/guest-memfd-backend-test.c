@@ -201,42 +201,94 @@ static void test_init_private(void)
     qtest_quit(qts);
 }
 
-/* A backend that is not guest RAM yet can be added and deleted again. */
-static void test_object_add_del(void)
+/* Does QEMU still have a mapping or an fd of a guest_memfd model file? */
+static bool holds_model_file(QTestState *qts)
 {
-    QTestState *qts = qtest_init("-machine q35 -m 256M");
     g_autofree char *maps_path = g_strdup_printf("/proc/%d/maps",
                                                  (int)qtest_pid(qts));
     g_autofree char *fd_dir = g_strdup_printf("/proc/%d/fd",
                                               (int)qtest_pid(qts));
     g_autofree char *maps = NULL;
+    g_autoptr(GDir) dir = g_dir_open(fd_dir, 0, NULL);
+    const char *name;
+    bool found;
+
+    g_assert(g_file_get_contents(maps_path, &maps, NULL, NULL));
+    found = strstr(maps, "guest-memfd") != NULL;
+    g_assert(dir);
+    while ((name = g_dir_read_name(dir))) {
+        g_autofree char *link = g_build_filename(fd_dir, name, NULL);
+        g_autofree char *target = g_file_read_link(link, NULL);
+
+        found |= target && strstr(target, "guest-memfd");
+    }
+    return found;
+}
+
+/*
+ * pc-dimm on a guest_memfd backend: plug, use, unplug (the test plays the
+ * guest's part of ACPI memory hot-unplug), object-del closes the file.
+ */
+static void test_pc_dimm(void)
+{
+    QTestState *qts = qtest_init("-machine q35 -m 256M,slots=2,maxmem=2G");
+    QDict *resp;
+    uint64_t addr;
+
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {"
+                             " 'qom-type': 'memory-backend-guest-memfd',"
+                             " 'id': 'm1', 'size': 134217728,"
+                             " 'kernel-model': true }}");
+    qtest_qmp_assert_success(qts, "{'execute': 'device_add', 'arguments':"
+                             " {'driver': 'pc-dimm', 'id': 'd1',"
+                             " 'memdev': 'm1'}}");
+    resp = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments':"
+                     " {'path': '/machine/peripheral/d1', 'property':"
+                     " 'addr'}}");
+    addr = qdict_get_int(resp, "return");
+    qobject_unref(resp);
+    qtest_writeq(qts, addr + 0x1000, 0xfeedfacecafebeefULL);
+    g_assert_cmphex(qtest_readq(qts, addr + 0x1000), ==,
+                    0xfeedfacecafebeefULL);
+    qtest_qmp_assert_success(qts, "{'execute': 'x-guest-memfd-convert',"
+                             " 'arguments': {'gpa': %" PRIu64 ", 'size':"
+                             " 4096, 'private': true}}", addr);
+
+    /* In use: the backend cannot go. */
+    resp = qtest_qmp(qts, "{'execute': 'object-del', 'arguments':"
+                     " {'id': 'm1'}}");
+    g_assert(qdict_haskey(resp, "error"));
+    qobject_unref(resp);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'device_del', 'arguments':"
+                             " {'id': 'd1'}}");
+    qtest_outl(qts, 0xa00, 0);      /* select DIMM slot 0 */
+    qtest_outb(qts, 0xa14, 8);      /* eject it */
+    qtest_qmp_eventwait(qts, "DEVICE_DELETED");
+
+    g_assert(holds_model_file(qts));
+    qtest_qmp_assert_success(qts, "{'execute': 'object-del', 'arguments':"
+                             " {'id': 'm1'}}");
+    g_assert_cmpint(query_count(qts), ==, 0);
+    g_assert_false(holds_model_file(qts));
+    qtest_quit(qts);
+}
+
+/* A backend that is not guest RAM yet can be added and deleted again. */
+static void test_object_add_del(void)
+{
+    QTestState *qts = qtest_init("-machine q35 -m 256M");
 
     qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {"
                              " 'qom-type': 'memory-backend-guest-memfd',"
                              " 'id': 'm1', 'size': 4194304, 'pagesize':"
                              " 2097152, 'kernel-model': true }}");
     check_backend(qts, "m1", 4 * MiB, 2 * MiB, true);
-    g_assert(g_file_get_contents(maps_path, &maps, NULL, NULL));
-    g_assert(strstr(maps, "guest-memfd"));
-    g_clear_pointer(&maps, g_free);
-
+    g_assert(holds_model_file(qts));
     qtest_qmp_assert_success(qts, "{'execute': 'object-del', 'arguments':"
                              " {'id': 'm1'}}");
     g_assert_cmpint(query_count(qts), ==, 0);
-    g_assert(g_file_get_contents(maps_path, &maps, NULL, NULL));
-    g_assert_null(strstr(maps, "guest-memfd"));
-    {
-        g_autoptr(GDir) dir = g_dir_open(fd_dir, 0, NULL);
-        const char *name;
-
-        g_assert(dir);
-        while ((name = g_dir_read_name(dir))) {
-            g_autofree char *link = g_build_filename(fd_dir, name, NULL);
-            g_autofree char *target = g_file_read_link(link, NULL);
-
-            g_assert(!target || !strstr(target, "guest-memfd"));
-        }
-    }
+    g_assert_false(holds_model_file(qts));
     qtest_quit(qts);
 }
 
@@ -367,6 +419,7 @@ int main(int argc, char **argv)
     qtest_add_func("/guest-memfd/backend/init-private", test_init_private);
     qtest_add_func("/guest-memfd/backend/object-add-del", test_object_add_del);
     qtest_add_func("/guest-memfd/backend/numa-memdev", test_numa_memdev);
+    qtest_add_func("/guest-memfd/backend/pc-dimm", test_pc_dimm);
     qtest_add_func("/guest-memfd/backend/hmp", test_hmp);
     qtest_add_func("/guest-memfd/backend/migration", test_migration);
     qtest_add_func("/guest-memfd/backend/kvm", test_kvm);
