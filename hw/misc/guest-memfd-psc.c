@@ -5,22 +5,17 @@
  *
  * A guest writes a list in the GHCB Page State Change format (as an SEV-SNP
  * guest hands to its hypervisor) into its memory, puts the list's address
- * in BUF_LO/BUF_HI and writes DOORBELL.  The device reads the list, checks
- * every entry before anything changes, merges runs of contiguous entries
- * with the same operation into one conversion, converts them through the
- * page-state core, and writes progress back the way a hypervisor does:
- * cur_entry past the completed entries, cur_page inside a partly done one.
- * The guest is untrusted: every field is checked, the list is bounded by
- * the buffer size, and a bad list fails as a whole before any change.
+ * in BUF_LO/BUF_HI and writes DOORBELL.  The list is processed by
+ * guest-memfd-psc-list.c with the device's DMA for memory access and the
+ * page-state core for conversions; the registers report the outcome.
+ * Register interface: docs/specs/guest-memfd-psc.rst.
  */
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
-#include "qemu/bswap.h"
 #include "qemu/module.h"
-#include "qemu/units.h"
 #include "hw/pci/pci_device.h"
-#include "hw/misc/guest-memfd-psc.h"
+#include "hw/misc/guest-memfd-psc-list.h"
 #include "system/guest-memfd.h"
 #include "trace.h"
 
@@ -37,144 +32,46 @@ struct GuestMemfdPscState {
     uint32_t conversions;
 };
 
-typedef struct PscEntry {
-    hwaddr gpa;             /* first byte still to convert */
-    uint64_t size;          /* bytes still to convert */
-    uint64_t page_size;     /* 4 KiB or 2 MiB */
-    bool to_private;
-} PscEntry;
-
-/* Decode entry @raw; false if the guest broke any rule of the format. */
-static bool psc_decode(uint64_t raw, PscEntry *e)
+static bool psc_dma_read(void *opaque, uint64_t gpa, void *buf, uint64_t len)
 {
-    unsigned op = extract64(raw, PSC_ENTRY_OP_SHIFT, 4);
-    unsigned cur_page = extract64(raw, PSC_ENTRY_CUR_PAGE_SHIFT, 12);
-    uint64_t gfn = extract64(raw, PSC_ENTRY_GFN_SHIFT, 40);
-    uint64_t pages;
-
-    if ((raw & PSC_ENTRY_RESERVED_MASK) ||
-        (op != PSC_OP_PRIVATE && op != PSC_OP_SHARED)) {
-        return false;
-    }
-    e->page_size = raw & PSC_ENTRY_2M ? 2 * MiB : 4 * KiB;
-    pages = e->page_size / (4 * KiB);
-    if (cur_page > pages || (gfn << 12) % e->page_size) {
-        return false;
-    }
-    e->to_private = op == PSC_OP_PRIVATE;
-    e->gpa = (gfn << 12) + cur_page * 4 * KiB;
-    e->size = (pages - cur_page) * 4 * KiB;
-    return true;
+    return pci_dma_read(PCI_DEVICE(opaque), gpa, buf, len) == MEMTX_OK;
 }
 
-static bool psc_dma(GuestMemfdPscState *s, hwaddr addr, void *buf,
-                    hwaddr len, bool write)
+static bool psc_dma_write(void *opaque, uint64_t gpa, const void *buf,
+                          uint64_t len)
 {
-    MemTxResult r = write ?
-        pci_dma_write(PCI_DEVICE(s), addr, buf, len) :
-        pci_dma_read(PCI_DEVICE(s), addr, buf, len);
-
-    return r == MEMTX_OK;
+    return pci_dma_write(PCI_DEVICE(opaque), gpa, buf, len) == MEMTX_OK;
 }
 
-/* Record that entries [0, next) are done and entry @next is @cur_page in. */
-static void psc_write_progress(GuestMemfdPscState *s, uint64_t *entries,
-                               unsigned next, unsigned end)
+static bool psc_check(void *opaque, uint64_t gpa, uint64_t size,
+                      Error **errp)
 {
-    uint16_t hdr = cpu_to_le16(next);
-
-    s->entries_done = next;
-    if (next <= end && next < PSC_MAX_ENTRIES) {
-        uint64_t le = cpu_to_le64(entries[next]);
-        psc_dma(s, s->buf + PSC_HDR_SIZE + next * 8, &le, 8, true);
-    }
-    psc_dma(s, s->buf, &hdr, sizeof(hdr), true);
+    return guest_memfd_range_is_convertible(gpa, size, errp);
 }
 
-static uint32_t psc_process(GuestMemfdPscState *s)
+static bool psc_convert(void *opaque, uint64_t gpa, uint64_t size,
+                        bool to_private, uint64_t *done, Error **errp)
 {
-    uint8_t hdr[PSC_HDR_SIZE];
-    uint64_t entries[PSC_MAX_ENTRIES];
-    PscEntry e[PSC_MAX_ENTRIES];
-    unsigned cur, end, i;
+    return guest_memfd_convert_gpa(gpa, size, to_private, done, errp);
+}
 
-    s->error_entry = 0;
-    s->entries_done = 0;
-    s->conversions = 0;
-    if (!psc_dma(s, s->buf, hdr, sizeof(hdr), false)) {
-        return PSC_STATUS_DMA_ERROR;
-    }
-    cur = lduw_le_p(hdr);
-    end = lduw_le_p(hdr + 2);
-    trace_guest_memfd_psc_list(s->buf, cur, end);
-    if (end >= PSC_MAX_ENTRIES || cur > end + 1) {
-        return PSC_STATUS_BAD_HEADER;
-    }
-    if (cur > end) {
-        s->entries_done = cur;
-        return PSC_STATUS_OK;
-    }
-    if (!psc_dma(s, s->buf + PSC_HDR_SIZE + cur * 8, &entries[cur],
-                 (end - cur + 1) * 8, false)) {
-        return PSC_STATUS_DMA_ERROR;
-    }
+static const PscListOps psc_list_ops = {
+    .read = psc_dma_read,
+    .write = psc_dma_write,
+    .check = psc_check,
+    .convert = psc_convert,
+};
 
-    /* Check every entry before converting anything. */
-    for (i = cur; i <= end; i++) {
-        entries[i] = le64_to_cpu(entries[i]);
-        Error *err = NULL;
+static void psc_doorbell(GuestMemfdPscState *s)
+{
+    PscListResult res;
 
-        if (!psc_decode(entries[i], &e[i])) {
-            s->error_entry = i;
-            return PSC_STATUS_BAD_ENTRY;
-        }
-        if (e[i].size && !guest_memfd_range_is_convertible(e[i].gpa,
-                                                           e[i].size, &err)) {
-            trace_guest_memfd_psc_bad_gpa(i, e[i].gpa, error_get_pretty(err));
-            error_free(err);
-            s->error_entry = i;
-            return PSC_STATUS_BAD_GPA;
-        }
-    }
-
-    /* Convert runs of contiguous entries with the same operation at once. */
-    i = cur;
-    while (i <= end) {
-        unsigned last = i;
-        uint64_t size = e[i].size, done = 0;
-        Error *err = NULL;
-
-        while (last < end && e[last + 1].to_private == e[i].to_private &&
-               e[last + 1].gpa == e[i].gpa + size) {
-            last++;
-            size += e[last].size;
-        }
-        if (size) {
-            s->conversions++;
-            trace_guest_memfd_psc_convert(i, last, e[i].gpa, size,
-                                          e[i].to_private);
-            if (!guest_memfd_convert_gpa(e[i].gpa, size, e[i].to_private,
-                                         &done, &err)) {
-                /* Report exactly how far the kernel got. */
-                while (done >= e[i].size) {
-                    done -= e[i].size;
-                    i++;
-                }
-                entries[i] = deposit64(entries[i], PSC_ENTRY_CUR_PAGE_SHIFT,
-                                       12, extract64(entries[i],
-                                                     PSC_ENTRY_CUR_PAGE_SHIFT,
-                                                     12) + done / (4 * KiB));
-                trace_guest_memfd_psc_failed(i, error_get_pretty(err));
-                error_free(err);
-                s->error_entry = i;
-                psc_write_progress(s, entries, i, end);
-                return PSC_STATUS_CONVERT_FAILED;
-            }
-        }
-        i = last + 1;
-    }
-    psc_write_progress(s, entries, end + 1, end);
-    return PSC_STATUS_OK;
+    psc_list_process(s->buf, &psc_list_ops, s, true, &res);
+    s->status = res.status;
+    s->error_entry = res.error_entry;
+    s->entries_done = res.entries_done;
+    s->conversions = res.conversions;
+    trace_guest_memfd_psc_done(s->status, s->entries_done, s->conversions);
 }
 
 static uint64_t psc_read(void *opaque, hwaddr addr, unsigned size)
@@ -218,9 +115,7 @@ static void psc_write(void *opaque, hwaddr addr, uint64_t val, unsigned size)
         break;
     case PSC_REG_DOORBELL:
         if (val == PSC_DOORBELL_RING) {
-            s->status = psc_process(s);
-            trace_guest_memfd_psc_done(s->status, s->entries_done,
-                                       s->conversions);
+            psc_doorbell(s);
         }
         break;
     default:
