@@ -64,8 +64,31 @@ demo:
 bench:
 	@echo "make bench: conversion cost, footprint, startup and scaling; not implemented yet (issue 8)."; exit 1
 
-fuzz:
-	@echo "make fuzz: libFuzzer over the page-state-change device; not implemented yet (issue 9)."; exit 1
+# libFuzzer over the page-state-change list processing, the page-state
+# core and the kernel model (tests/fuzz/guest-memfd-fuzz.c).  Built with
+# clang from the same sources as QEMU; FUZZ_SECONDS bounds the run.
+FUZZ_SECONDS ?= 60
+FUZZ := build/fuzz/guest-memfd-fuzz
+FUZZ_SRCS := tests/fuzz/guest-memfd-fuzz.c system/guest-memfd-state.c \
+	system/guest-memfd-model.c hw/misc/guest-memfd-psc-list.c
+fuzz: build
+	@scripts/deps --fuzz
+	@mkdir -p build/fuzz/corpus
+	@clang -g -O1 -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE \
+		-D_FILE_OFFSET_BITS=64 -I $(BLD) -I $(SRC)/include -I $(SRC) \
+		-iquote $(SRC)/host/include/x86_64 \
+		-iquote $(SRC)/host/include/generic -isystem $(SRC)/linux-headers \
+		$$(pkg-config --cflags glib-2.0) $(addprefix $(SRC)/,$(FUZZ_SRCS)) \
+		$(BLD)/libevent-loop-base.a.p/event-loop-base.c.o \
+		$(BLD)/libqom.a.p/*.o $(BLD)/libqemuutil.a \
+		$$(pkg-config --libs glib-2.0 gmodule-2.0) -lrt -lm -lpthread \
+		-o $(FUZZ)
+	@echo "fuzz: running $(FUZZ) for $(FUZZ_SECONDS) s (FUZZ_SECONDS=N to change)"
+	@$(FUZZ) -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
+		-print_final_stats=1 build/fuzz/corpus tests/fuzz/corpus 2>&1 | \
+		grep -E "^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::number_of_executed_units|ERROR|SUMMARY" ; \
+		exit $${PIPESTATUS[0]}
 
 check-sanitize:
 	@echo "make check-sanitize: ASan+UBSan run of the tests; not implemented yet (issue 9)."; exit 1
