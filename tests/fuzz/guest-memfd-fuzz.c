@@ -216,8 +216,6 @@ static void run_op(Fuzz *fz, Input *in)
     check_consistent(fz);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const uint64_t page_sizes[] = { 4 * KiB, 2 * MiB, 1 * GiB };
