@@ -157,6 +157,9 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
     backend->mr.ram_block->page_size = g->page_size;
     g->region = guest_memfd_region_new(backend, file, variant);
     guest_memfd_region_set_mr(g->region, &backend->mr);
+    /* Private pages are "discarded": migration and dump skip them. */
+    memory_region_set_ram_discard_manager(&backend->mr,
+                                          RAM_DISCARD_MANAGER(backend));
     qemu_register_reset(gmem_reset, g);
     return true;
 }
@@ -200,12 +203,75 @@ static void gmem_finalize(Object *obj)
     HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(obj);
 
     if (g->region) {
+        memory_region_set_ram_discard_manager(&MEMORY_BACKEND(obj)->mr, NULL);
         qemu_unregister_reset(gmem_reset, g);
         guest_memfd_region_free(g->region);
     }
     if (g->map) {
         munmap(g->map, g->map_size);
     }
+}
+
+/* RamDiscardManager: the page-state core knows which pages are shared. */
+static GuestMemfdRegion *gmem_rdm_region(const RamDiscardManager *rdm)
+{
+    return MEMORY_BACKEND_GUEST_MEMFD(rdm)->region;
+}
+
+static uint64_t gmem_rdm_granularity(const RamDiscardManager *rdm,
+                                     const MemoryRegion *mr)
+{
+    return GUEST_MEMFD_PAGE_SIZE;
+}
+
+static bool gmem_rdm_is_populated(const RamDiscardManager *rdm,
+                                  const MemoryRegionSection *section)
+{
+    return guest_memfd_rdm_is_populated(gmem_rdm_region(rdm), section);
+}
+
+static int gmem_rdm_replay_populated(const RamDiscardManager *rdm,
+                                     MemoryRegionSection *section,
+                                     ReplayRamPopulate fn, void *opaque)
+{
+    return guest_memfd_rdm_replay(gmem_rdm_region(rdm), section, true, fn,
+                                  opaque);
+}
+
+typedef struct DiscardReplay {
+    ReplayRamDiscard fn;
+    void *opaque;
+} DiscardReplay;
+
+static int gmem_rdm_discard_one(MemoryRegionSection *s, void *opaque)
+{
+    DiscardReplay *d = opaque;
+
+    d->fn(s, d->opaque);
+    return 0;
+}
+
+static void gmem_rdm_replay_discarded(const RamDiscardManager *rdm,
+                                      MemoryRegionSection *section,
+                                      ReplayRamDiscard fn, void *opaque)
+{
+    DiscardReplay d = { fn, opaque };
+
+    guest_memfd_rdm_replay(gmem_rdm_region(rdm), section, false,
+                           gmem_rdm_discard_one, &d);
+}
+
+static void gmem_rdm_register(RamDiscardManager *rdm,
+                              RamDiscardListener *rdl,
+                              MemoryRegionSection *section)
+{
+    guest_memfd_rdm_register(gmem_rdm_region(rdm), rdl, section);
+}
+
+static void gmem_rdm_unregister(RamDiscardManager *rdm,
+                                RamDiscardListener *rdl)
+{
+    guest_memfd_rdm_unregister(gmem_rdm_region(rdm), rdl);
 }
 
 static void gmem_get_pagesize(Object *obj, Visitor *v, const char *name,
@@ -283,8 +349,15 @@ static void gmem_class_init(ObjectClass *oc, void *data)
     HostMemoryBackendGuestMemfdClass *gc =
         MEMORY_BACKEND_GUEST_MEMFD_CLASS(oc);
     UserCreatableClass *ucc = USER_CREATABLE_CLASS(oc);
+    RamDiscardManagerClass *rdmc = RAM_DISCARD_MANAGER_CLASS(oc);
 
     bc->alloc = gmem_alloc;
+    rdmc->get_min_granularity = gmem_rdm_granularity;
+    rdmc->is_populated = gmem_rdm_is_populated;
+    rdmc->replay_populated = gmem_rdm_replay_populated;
+    rdmc->replay_discarded = gmem_rdm_replay_discarded;
+    rdmc->register_listener = gmem_rdm_register;
+    rdmc->unregister_listener = gmem_rdm_unregister;
     gc->parent_complete = ucc->complete;
     ucc->complete = gmem_complete;
 
@@ -314,6 +387,10 @@ static const TypeInfo gmem_backend_info = {
     .class_init = gmem_class_init,
     .instance_size = sizeof(HostMemoryBackendGuestMemfd),
     .class_size = sizeof(HostMemoryBackendGuestMemfdClass),
+    .interfaces = (InterfaceInfo[]) {
+        { TYPE_RAM_DISCARD_MANAGER },
+        { }
+    },
 };
 
 static void gmem_backend_register_types(void)

@@ -213,6 +213,30 @@ bool guest_memfd_state_any_private(GuestMemfdState *s, uint64_t offset,
     return any;
 }
 
+bool guest_memfd_state_next_run(GuestMemfdState *s, uint64_t *offset,
+                                uint64_t end, bool shared, uint64_t *len)
+{
+    uint64_t first = *offset / GUEST_MEMFD_PAGE_SIZE;
+    uint64_t last = DIV_ROUND_UP(end, GUEST_MEMFD_PAGE_SIZE);
+    uint64_t run_end;
+
+    qemu_mutex_lock(&s->lock);
+    if (shared) {
+        first = find_next_bit(s->shared, last, first);
+        run_end = find_next_zero_bit(s->shared, last, first);
+    } else {
+        first = find_next_zero_bit(s->shared, last, first);
+        run_end = find_next_bit(s->shared, last, first);
+    }
+    qemu_mutex_unlock(&s->lock);
+    if (first >= last) {
+        return false;
+    }
+    *offset = first * GUEST_MEMFD_PAGE_SIZE;
+    *len = MIN(run_end * GUEST_MEMFD_PAGE_SIZE, end) - *offset;
+    return true;
+}
+
 bool guest_memfd_state_has_private(GuestMemfdState *s)
 {
     bool any;

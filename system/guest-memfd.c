@@ -37,6 +37,9 @@ struct GuestMemfdRegion {
     /* Private pages cannot migrate: blocked while there are any. */
     QEMUBH *blocker_bh;
     Error *migration_blocker;
+    /* RamDiscardManager listeners (VFIO): shared = populated. */
+    QemuMutex listeners_lock;
+    QLIST_HEAD(, RamDiscardListener) listeners;
     QTAILQ_ENTRY(GuestMemfdRegion) next;
 };
 
@@ -86,6 +89,8 @@ GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,
     r->backend = backend;
     r->variant = g_strdup(variant);
     guest_memfd_state_init(&r->state, file, id ?: "?");
+    qemu_mutex_init(&r->listeners_lock);
+    QLIST_INIT(&r->listeners);
     r->blocker_bh = qemu_bh_new(region_update_blocker, r);
     r->state.private_changed = region_private_changed;
     r->state.opaque = r;
@@ -120,6 +125,7 @@ void guest_memfd_region_free(GuestMemfdRegion *r)
     migrate_del_blocker(&r->migration_blocker);
     guest_memfd_close(r->state.file);
     guest_memfd_state_destroy(&r->state);
+    qemu_mutex_destroy(&r->listeners_lock);
     g_free(r->variant);
     g_free(r);
 }
@@ -173,12 +179,161 @@ bool guest_memfd_access_denied(MemoryRegion *mr, hwaddr offset, hwaddr len)
     return denied;
 }
 
+/* Narrow @s to [offset, offset + size) of its region; false if empty. */
+static bool section_clip(MemoryRegionSection *s, uint64_t offset,
+                         uint64_t size)
+{
+    uint64_t start = MAX(s->offset_within_region, offset);
+    uint64_t end = MIN(s->offset_within_region + int128_get64(s->size),
+                       offset + size);
+
+    if (start >= end) {
+        return false;
+    }
+    s->offset_within_address_space += start - s->offset_within_region;
+    s->offset_within_region = start;
+    s->size = int128_make64(end - start);
+    return true;
+}
+
+typedef int (*RunFn)(MemoryRegionSection *s, void *opaque);
+
+/* Call @fn on each run of pages with state @shared inside @section. */
+static int region_for_each_run(GuestMemfdRegion *r,
+                               const MemoryRegionSection *section,
+                               bool shared, RunFn fn, void *opaque)
+{
+    uint64_t end = section->offset_within_region +
+                   int128_get64(section->size);
+    uint64_t offset = section->offset_within_region, len;
+    int ret;
+
+    while (offset < end &&
+           guest_memfd_state_next_run(&r->state, &offset, end, shared,
+                                      &len)) {
+        MemoryRegionSection run = *section;
+
+        section_clip(&run, offset, len);
+        ret = fn(&run, opaque);
+        if (ret) {
+            return ret;
+        }
+        offset += len;
+    }
+    return 0;
+}
+
+static int notify_discard_run(MemoryRegionSection *s, void *opaque)
+{
+    RamDiscardListener *rdl = opaque;
+
+    rdl->notify_discard(rdl, s);
+    return 0;
+}
+
+static int notify_populate_run(MemoryRegionSection *s, void *opaque)
+{
+    RamDiscardListener *rdl = opaque;
+
+    return rdl->notify_populate(rdl, s);
+}
+
+/*
+ * Tell listeners about the pages of [offset, offset + size) that are now
+ * in state @shared: populate them (after a conversion to shared) or
+ * discard them (before a conversion to private).
+ */
+static void region_notify(GuestMemfdRegion *r, uint64_t offset,
+                          uint64_t size, bool shared)
+{
+    RamDiscardListener *rdl;
+
+    qemu_mutex_lock(&r->listeners_lock);
+    QLIST_FOREACH(rdl, &r->listeners, next) {
+        MemoryRegionSection s = *rdl->section;
+
+        if (!section_clip(&s, offset, size)) {
+            continue;
+        }
+        if (shared) {
+            if (region_for_each_run(r, &s, true, notify_populate_run, rdl)) {
+                warn_report("guest_memfd %s: a listener refused shared pages"
+                            " at 0x%" PRIx64, r->state.name, offset);
+            }
+        } else {
+            region_for_each_run(r, &s, true, notify_discard_run, rdl);
+        }
+    }
+    qemu_mutex_unlock(&r->listeners_lock);
+}
+
 bool guest_memfd_convert_ram(GuestMemfdRegion *r, uint64_t offset,
                              uint64_t size, bool to_private, uint64_t *done,
                              Error **errp)
 {
-    return guest_memfd_state_convert(&r->state, offset, size, to_private,
-                                     done, errp);
+    uint64_t converted = 0;
+    bool ok;
+
+    /*
+     * Listeners (VFIO) drop their mappings before pages become private,
+     * so that their references do not block the conversion, and map pages
+     * only once they are shared.
+     */
+    if (to_private && !QLIST_EMPTY(&r->listeners) && size &&
+        size <= r->state.file->size && offset <= r->state.file->size - size) {
+        region_notify(r, offset, size, false);
+    }
+    ok = guest_memfd_state_convert(&r->state, offset, size, to_private,
+                                   &converted, errp);
+    if (done) {
+        *done = converted;
+    }
+    if (!QLIST_EMPTY(&r->listeners) && (to_private ? !ok : converted)) {
+        /* Shared pages: newly shared ones, or ones that stayed shared. */
+        region_notify(r, offset, to_private ? size : converted, true);
+    }
+    return ok;
+}
+
+/* RamDiscardManager, for the backend object: shared = populated. */
+bool guest_memfd_rdm_is_populated(GuestMemfdRegion *r,
+                                  const MemoryRegionSection *section)
+{
+    uint64_t offset = section->offset_within_region, len;
+    uint64_t end = offset + int128_get64(section->size);
+
+    return !guest_memfd_state_next_run(&r->state, &offset, end, false, &len);
+}
+
+int guest_memfd_rdm_replay(GuestMemfdRegion *r, MemoryRegionSection *section,
+                           bool populated,
+                           int (*fn)(MemoryRegionSection *s, void *opaque),
+                           void *opaque)
+{
+    return region_for_each_run(r, section, populated, fn, opaque);
+}
+
+void guest_memfd_rdm_register(GuestMemfdRegion *r, RamDiscardListener *rdl,
+                              MemoryRegionSection *section)
+{
+    rdl->section = memory_region_section_new_copy(section);
+    qemu_mutex_lock(&r->listeners_lock);
+    QLIST_INSERT_HEAD(&r->listeners, rdl, next);
+    qemu_mutex_unlock(&r->listeners_lock);
+    if (region_for_each_run(r, section, true, notify_populate_run, rdl)) {
+        warn_report("guest_memfd %s: a listener refused shared pages",
+                    r->state.name);
+    }
+}
+
+void guest_memfd_rdm_unregister(GuestMemfdRegion *r, RamDiscardListener *rdl)
+{
+    region_for_each_run(r, rdl->section, true, notify_discard_run, rdl);
+    qemu_mutex_lock(&r->listeners_lock);
+    QLIST_REMOVE(rdl, next);
+    qemu_mutex_unlock(&r->listeners_lock);
+    memory_region_section_free_copy(rdl->section);
+    rdl->section = NULL;
 }
 
 typedef struct GpaPiece {

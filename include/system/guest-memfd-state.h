@@ -70,6 +70,12 @@ bool guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
 bool guest_memfd_state_any_private(GuestMemfdState *s, uint64_t offset,
                                    uint64_t len);
 bool guest_memfd_state_has_private(GuestMemfdState *s);
+/*
+ * Find the first run of pages with state @shared in [*offset, end): set
+ * *offset and *len to it and return true, or return false if there is none.
+ */
+bool guest_memfd_state_next_run(GuestMemfdState *s, uint64_t *offset,
+                                uint64_t end, bool shared, uint64_t *len);
 void guest_memfd_state_info(GuestMemfdState *s, GuestMemfdStateInfo *info);
 
 /*

@@ -62,6 +62,23 @@ bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,
  */
 bool guest_memfd_access_denied(MemoryRegion *mr, hwaddr offset, hwaddr len);
 
+/*
+ * RamDiscardManager of the backend's RAM (VFIO and other listeners):
+ * shared pages are "populated", private pages "discarded".  Listeners are
+ * told to drop pages before they become private and to map them once they
+ * are shared.
+ */
+typedef struct RamDiscardListener RamDiscardListener;
+bool guest_memfd_rdm_is_populated(GuestMemfdRegion *r,
+                                  const MemoryRegionSection *section);
+int guest_memfd_rdm_replay(GuestMemfdRegion *r, MemoryRegionSection *section,
+                           bool populated,
+                           int (*fn)(MemoryRegionSection *s, void *opaque),
+                           void *opaque);
+void guest_memfd_rdm_register(GuestMemfdRegion *r, RamDiscardListener *rdl,
+                              MemoryRegionSection *section);
+void guest_memfd_rdm_unregister(GuestMemfdRegion *r, RamDiscardListener *rdl);
+
 /* Page state of one 4 KiB page (tests, debugging). */
 bool guest_memfd_page_is_private(GuestMemfdRegion *r, uint64_t offset);
 void guest_memfd_region_counters(GuestMemfdRegion *r, GuestMemfdCounters *c);

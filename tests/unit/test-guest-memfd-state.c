@@ -200,6 +200,36 @@ static void test_private_changed(void)
     guest_memfd_close(f);
 }
 
+/* Runs of shared and private pages, as RamDiscardManager replays see them. */
+static void test_runs(void)
+{
+    GuestMemfdFile *f = guest_memfd_null_create(64 * PAGE, 4 * KiB, false);
+    GuestMemfdState s;
+    uint64_t off = 0, len = 0;
+
+    guest_memfd_state_init(&s, f, "t");
+    g_assert_false(guest_memfd_state_next_run(&s, &off, 64 * PAGE, true,
+                                              &len));
+    g_assert(guest_memfd_state_convert(&s, 3 * PAGE, 2 * PAGE, false, NULL,
+                                       &error_abort));
+    g_assert(guest_memfd_state_convert(&s, 10 * PAGE, 6 * PAGE, false, NULL,
+                                       &error_abort));
+    off = 0;
+    g_assert(guest_memfd_state_next_run(&s, &off, 64 * PAGE, true, &len));
+    g_assert_cmpuint(off, ==, 3 * PAGE);
+    g_assert_cmpuint(len, ==, 2 * PAGE);
+    off += len;
+    g_assert(guest_memfd_state_next_run(&s, &off, 12 * PAGE, true, &len));
+    g_assert_cmpuint(off, ==, 10 * PAGE);
+    g_assert_cmpuint(len, ==, 2 * PAGE);   /* clipped at the end */
+    off = 4 * PAGE;
+    g_assert(guest_memfd_state_next_run(&s, &off, 64 * PAGE, false, &len));
+    g_assert_cmpuint(off, ==, 5 * PAGE);
+    g_assert_cmpuint(len, ==, 5 * PAGE);
+    guest_memfd_state_destroy(&s);
+    guest_memfd_close(f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -211,5 +241,6 @@ int main(int argc, char **argv)
     g_test_add_func("/guest-memfd-state/bad-ranges", test_bad_ranges);
     g_test_add_func("/guest-memfd-state/private-changed",
                     test_private_changed);
+    g_test_add_func("/guest-memfd-state/runs", test_runs);
     return g_test_run();
 }
