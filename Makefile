@@ -61,8 +61,12 @@ demo:
 	@echo "make demo: boots a Linux guest on memory-backend-guest-memfd,pagesize=1G and"
 	@echo "converts its pages; not implemented yet (issue 7)."; exit 1
 
-bench:
-	@echo "make bench: conversion cost, footprint, startup and scaling; not implemented yet (issue 8)."; exit 1
+# Runs for a few minutes; as root, raises the 2 MiB hugetlb pool for the run
+# and restores it.  Results and the plot also go to build/bench/.
+bench: build
+	@flock build/.build-lock ninja -C $(BLD) -j$(JOBS) tests/bench/guest-memfd-bench >/dev/null
+	@python3 tests/bench/guest-memfd-bench.py --bench $(BLD)/tests/bench/guest-memfd-bench \
+		--qemu $(QEMU) --out build/bench
 
 # libFuzzer over the page-state-change list processing, the page-state
 # core and the kernel model (tests/fuzz/guest-memfd-fuzz.c).  Built with

@@ -122,6 +122,14 @@ typedef struct ModelFile {
     uint64_t resv;                  /* reserved, not yet faulted */
     uint64_t nallocated;
     uint64_t resident;              /* folios holding a backing page */
+    /*
+     * Totals over the folios, kept up to date as folios change, so that
+     * statistics (query-guest-memfd) cost the same for any file size.
+     */
+    uint64_t nsplit;                /* split folios */
+    uint64_t nsplit_allocated;      /* split folios in the filemap */
+    uint64_t nwaiting;              /* folios waiting for folio_put */
+    uint64_t nshared;               /* shared 4 KiB pages */
     GuestMemfdModelStats ev;        /* event counters */
 } ModelFile;
 
@@ -385,6 +393,18 @@ static unsigned page_tt(ModelFile *mf, uint64_t page)
 
 /* Folio state changes */
 
+static void folio_set_waiting(ModelFile *mf, ModelFolio *folio, bool waiting)
+{
+    if (folio->waiting != waiting) {
+        folio->waiting = waiting;
+        if (waiting) {
+            mf->nwaiting++;
+        } else {
+            mf->nwaiting--;
+        }
+    }
+}
+
 static void folio_split(ModelFile *mf, uint64_t index)
 {
     ModelFolio *folio = &mf->folios[index];
@@ -393,6 +413,8 @@ static void folio_split(ModelFile *mf, uint64_t index)
     assert(folio->allocated && !folio->split && mf->ppf > 1);
     g_hash_table_insert(stash, key, GSIZE_TO_POINTER(mf->parent.page_size));
     folio->split = true;
+    mf->nsplit++;
+    mf->nsplit_allocated++;
     mf->ev.splits++;
 }
 
@@ -405,6 +427,10 @@ static void folio_merge(ModelFile *mf, uint64_t index)
     assert(folio->split && size == mf->parent.page_size);
     g_hash_table_remove(stash, key);
     folio->split = false;
+    mf->nsplit--;
+    if (folio->allocated) {
+        mf->nsplit_allocated--;
+    }
     mf->ev.merges++;
 }
 
@@ -475,7 +501,8 @@ static void folio_release(ModelFile *mf, uint64_t index,
         mf->resv++;
     }
     mf->resident--;
-    folio->allocated = folio->truncated = folio->waiting = false;
+    folio_set_waiting(mf, folio, false);
+    folio->allocated = folio->truncated = false;
     folio->pfn = 0;
 }
 
@@ -493,7 +520,7 @@ static void folio_put(ModelFile *mf, uint64_t index)
                         mf->parent.page_size, false);
         return;
     }
-    folio->waiting = false;
+    folio_set_waiting(mf, folio, false);
     if (folio->split && !folio->shared) {
         folio_merge(mf, index);
     }
@@ -502,7 +529,7 @@ static void folio_put(ModelFile *mf, uint64_t index)
 /* Set NONE, register the callback, drop the filemap references. */
 static void folio_register_put(ModelFile *mf, uint64_t index)
 {
-    mf->folios[index].waiting = true;
+    folio_set_waiting(mf, &mf->folios[index], true);
     folio_put(mf, index);
 }
 
@@ -630,9 +657,11 @@ static void set_attr_range(ModelFile *mf, uint64_t first, uint64_t n,
         if (shared) {
             bitmap_set(mf->shared, p, chunk);
             mf->folios[index].shared += chunk - was;
+            mf->nshared += chunk - was;
         } else {
             bitmap_clear(mf->shared, p, chunk);
             mf->folios[index].shared -= was;
+            mf->nshared -= was;
         }
         p += chunk;
     }
@@ -754,7 +783,7 @@ static int convert_to_shared(ModelFile *mf, uint64_t first, uint64_t n)
     }
     for (uint64_t i = fi; i <= la; i++) {
         /* Shared pages again: the pending folio_put has nothing to do. */
-        mf->folios[i].waiting = false;
+        folio_set_waiting(mf, &mf->folios[i], false);
     }
     set_attr_range(mf, first, n, true);
     protect_view(mf, first, n, false);
@@ -924,8 +953,11 @@ static void model_close(GuestMemfdFile *f)
         folio->allocated = false;
         folio->truncated = true;
         mf->nallocated--;
+        if (folio->split) {
+            mf->nsplit_allocated--;
+        }
         if (folio->tt) {
-            folio->waiting = true;
+            folio_set_waiting(mf, folio, true);
         } else {
             folio_release(mf, i, false);
         }
@@ -1271,15 +1303,10 @@ void guest_memfd_model_stats(GuestMemfdFile *f, GuestMemfdModelStats *out)
     *out = mf->ev;
     out->folios = mf->nfolios;
     out->folios_allocated = mf->nallocated;
-    out->shared_pages = 0;
-    for (uint64_t i = 0; i < mf->nfolios; i++) {
-        ModelFolio *folio = &mf->folios[i];
-
-        out->folios_split += folio->split;
-        out->folios_merged += folio->allocated && !folio->split;
-        out->folios_waiting += folio->waiting;
-        out->shared_pages += folio->shared;
-    }
+    out->folios_split = mf->nsplit;
+    out->folios_merged = mf->nallocated - mf->nsplit_allocated;
+    out->folios_waiting = mf->nwaiting;
+    out->shared_pages = mf->nshared;
     out->private_pages = mf->npages - out->shared_pages;
     out->pinned_pages = g_hash_table_size(mf->tt);
 }
@@ -1409,6 +1436,32 @@ static bool collect_tt(ModelFile *mf, uint32_t *tt, Error **errp)
     return true;
 }
 
+/* The totals that statistics read equal the sums over the folios. */
+static bool check_file_totals(ModelFile *mf, Error **errp)
+{
+    uint64_t split = 0, split_allocated = 0, waiting = 0, shared = 0;
+
+    for (uint64_t i = 0; i < mf->nfolios; i++) {
+        ModelFolio *folio = &mf->folios[i];
+
+        split += folio->split;
+        split_allocated += folio->split && folio->allocated;
+        waiting += folio->waiting;
+        shared += folio->shared;
+    }
+    if (split != mf->nsplit || split_allocated != mf->nsplit_allocated ||
+        waiting != mf->nwaiting || shared != mf->nshared) {
+        error_setg(errp, "guest_memfd model: totals: %" PRIu64 " split (%"
+                   PRIu64 " counted), %" PRIu64 " split in the filemap (%"
+                   PRIu64 "), %" PRIu64 " waiting (%" PRIu64 "), %" PRIu64
+                   " shared pages (%" PRIu64 ")", split, mf->nsplit,
+                   split_allocated, mf->nsplit_allocated, waiting,
+                   mf->nwaiting, shared, mf->nshared);
+        return false;
+    }
+    return true;
+}
+
 static bool check_file_counts(ModelFile *mf, Error **errp)
 {
     uint64_t allocated = 0, holding = 0;
@@ -1425,7 +1478,7 @@ static bool check_file_counts(ModelFile *mf, Error **errp)
                    mf->nallocated, mf->resv);
         return false;
     }
-    return true;
+    return check_file_totals(mf, errp);
 }
 
 /* Private pages are never mapped by the host. */
