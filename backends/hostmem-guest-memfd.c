@@ -154,7 +154,9 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
     backend->aligned = true;
     memory_region_init_ram_ptr(&backend->mr, OBJECT(backend), name,
                                backend->size, host);
+    /* Like a file-backed block: pages and alignment are the folio size. */
     backend->mr.ram_block->page_size = g->page_size;
+    backend->mr.align = g->page_size;
     g->region = guest_memfd_region_new(backend, file, variant);
     guest_memfd_region_set_mr(g->region, &backend->mr);
     /* Private pages are "discarded": migration and dump skip them. */
