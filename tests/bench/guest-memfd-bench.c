@@ -28,6 +28,8 @@
 #include "qemu/memfd.h"
 #include "system/guest-memfd-state.h"
 #include "system/guest-memfd-model.h"
+#include "hw/misc/guest-memfd-psc-list.h"
+#include "qemu/bswap.h"
 
 #include <linux/falloc.h>
 
@@ -36,8 +38,7 @@
 #endif
 
 #define PAGE GUEST_MEMFD_PAGE_SIZE
-/* A GHCB page-state-change buffer holds at most 253 entries. */
-#define PSC_LIST_ENTRIES 253
+#define PSC_LIST_ENTRIES PSC_MAX_ENTRIES
 
 static unsigned repeats = 7;
 static uint64_t footprint_gib = 2;
@@ -434,19 +435,74 @@ static void bench_convert_ranges(void)
 
 /*
  * A page-state-change list of PSC_LIST_ENTRIES contiguous 4 KiB entries
- * with one operation, handed to the core the way guest-memfd-psc does: one
- * conversion per run of contiguous entries with the same operation
- * (coalesced: the whole list is one run), or one per entry.
+ * with one operation, processed by the guest-memfd-psc device's own list
+ * code (psc_list_process()) against the core: with coalescing, as the
+ * device does, or with one conversion per entry.  The list lives in a
+ * buffer of its own standing in for guest memory.
  */
-static void psc_list_convert(GuestMemfdState *s, uint64_t base,
-                             bool to_private, bool coalesce)
+typedef struct PscBench {
+    GuestMemfdState *state;
+    uint8_t list[PSC_BUF_SIZE];
+} PscBench;
+
+static bool psc_bench_read(void *opaque, uint64_t gpa, void *buf,
+                           uint64_t len)
 {
-    if (coalesce) {
-        convert_or_die(s, base, PSC_LIST_ENTRIES * PAGE, to_private);
-        return;
-    }
+    PscBench *b = opaque;
+
+    memcpy(buf, b->list + gpa, len);
+    return true;
+}
+
+static bool psc_bench_write(void *opaque, uint64_t gpa, const void *buf,
+                            uint64_t len)
+{
+    PscBench *b = opaque;
+
+    memcpy(b->list + gpa, buf, len);
+    return true;
+}
+
+static bool psc_bench_check(void *opaque, uint64_t gpa, uint64_t size,
+                            Error **errp)
+{
+    return true;
+}
+
+static bool psc_bench_convert(void *opaque, uint64_t gpa, uint64_t size,
+                              bool to_private, uint64_t *done, Error **errp)
+{
+    PscBench *b = opaque;
+
+    return guest_memfd_state_convert(b->state, gpa, size, to_private, done,
+                                     errp);
+}
+
+static const PscListOps psc_bench_ops = {
+    .read = psc_bench_read,
+    .write = psc_bench_write,
+    .check = psc_bench_check,
+    .convert = psc_bench_convert,
+};
+
+static void psc_list_convert(PscBench *b, uint64_t base, bool to_private,
+                             bool coalesce)
+{
+    PscListResult res;
+
+    stw_le_p(b->list, 0);
+    stw_le_p(b->list + 2, PSC_LIST_ENTRIES - 1);
     for (unsigned e = 0; e < PSC_LIST_ENTRIES; e++) {
-        convert_or_die(s, base + e * PAGE, PAGE, to_private);
+        uint64_t gfn = (base + e * PAGE) >> 12;
+        uint64_t op = to_private ? PSC_OP_PRIVATE : PSC_OP_SHARED;
+
+        stq_le_p(b->list + PSC_HDR_SIZE + e * 8,
+                 (gfn << PSC_ENTRY_GFN_SHIFT) | (op << PSC_ENTRY_OP_SHIFT));
+    }
+    psc_list_process(0, &psc_bench_ops, b, coalesce, &res);
+    if (res.status != PSC_STATUS_OK) {
+        error_report("guest-memfd-bench: list status %u", res.status);
+        exit(1);
     }
 }
 
@@ -462,12 +518,13 @@ static void bench_psc_list(void)
                 const char *how = coalesce ? "coalesced" : "per-entry";
                 GuestMemfdState st;
                 GuestMemfdStateInfo info;
+                PscBench b = { .state = &st };
                 uint64_t t0, t1;
 
                 guest_memfd_state_init(&st, f, "bench");
                 t0 = now_ns();
                 for (unsigned l = 0; l < lists; l++) {
-                    psc_list_convert(&st, base, l & 1, coalesce);
+                    psc_list_convert(&b, base, l & 1, coalesce);
                 }
                 t1 = now_ns();
                 guest_memfd_state_info(&st, &info);
