@@ -96,8 +96,26 @@ fuzz: build
 		grep -E "^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::number_of_executed_units|ERROR|SUMMARY" ; \
 		exit $${PIPESTATUS[0]}
 
-check-sanitize:
-	@echo "make check-sanitize: ASan+UBSan run of the tests; not implemented yet (issue 9)."; exit 1
+# This project's unit tests and qtests on an ASan+UBSan build of QEMU
+# (its own tree, build/sanitize), leaks included.
+SAN := build/sanitize
+check-sanitize: assemble
+	@flags='$(CONFIGURE_FLAGS) --enable-asan --enable-ubsan'; \
+	if [ ! -f $(SAN)/build.ninja ]; then \
+		echo "configure (sanitizers): $$flags"; mkdir -p $(SAN); \
+		(cd $(SAN) && eval ../src/configure $$flags) > build/sanitize-configure.log 2>&1 || \
+			{ tail -n 30 build/sanitize-configure.log; exit 1; }; \
+	fi
+	@flock build/.build-lock ninja -C $(SAN) -j$(JOBS) qemu-system-x86_64 \
+		$$(cd $(SAN) && meson test --list --suite gmem1g 2>/dev/null | \
+		   sed -n 's|.* / \(qtest-x86_64/\)\{0,1\}\(.*\)|\2|p' | \
+		   sed 's|^guest-memfd-.*-test$$|tests/qtest/&|; s|^test-guest-memfd-.*|tests/unit/&|')
+	@scripts/hugepages reserve || true
+	@cd $(SAN) && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		LSAN_OPTIONS=suppressions=$(TOP)/tests/sanitize/lsan.supp \
+		meson test --no-rebuild --print-errorlogs --suite gmem1g; rc=$$?; \
+		/usr/bin/python3 $(TOP)/scripts/test-summary meson-logs/testlog.json; exit $$rc
 
 # The manual is built in its own tree, so that turning docs on does not
 # reconfigure (and rebuild) build/qemu.
