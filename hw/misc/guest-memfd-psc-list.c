@@ -44,8 +44,12 @@ static bool psc_decode(uint64_t raw, PscEntry *e)
     return true;
 }
 
-/* Write back cur_entry = @next and, if it is a real entry, its cur_page. */
-static void psc_write_progress(uint64_t buf, const PscListOps *ops,
+/*
+ * Write back cur_entry = @next and, if it is a real entry, its cur_page.
+ * False if the guest cannot see it (e.g. the list made its own page
+ * private): the status must tell the guest then.
+ */
+static bool psc_write_progress(uint64_t buf, const PscListOps *ops,
                                void *opaque, const uint64_t *entries,
                                unsigned next, unsigned end)
 {
@@ -54,9 +58,11 @@ static void psc_write_progress(uint64_t buf, const PscListOps *ops,
     if (next <= end) {
         uint64_t le = cpu_to_le64(entries[next]);
 
-        ops->write(opaque, buf + PSC_HDR_SIZE + next * 8, &le, 8);
+        if (!ops->write(opaque, buf + PSC_HDR_SIZE + next * 8, &le, 8)) {
+            return false;
+        }
     }
-    ops->write(opaque, buf, &hdr, sizeof(hdr));
+    return ops->write(opaque, buf, &hdr, sizeof(hdr));
 }
 
 /* Read and check the list; returns a status and fills @e[cur..end]. */
@@ -145,12 +151,16 @@ void psc_list_process(uint64_t buf, const PscListOps *ops, void *opaque,
                 res->status = PSC_STATUS_CONVERT_FAILED;
                 res->error_entry = i;
                 res->entries_done = i;
-                psc_write_progress(buf, ops, opaque, entries, i, end);
+                if (!psc_write_progress(buf, ops, opaque, entries, i, end)) {
+                    res->status = PSC_STATUS_DMA_ERROR;
+                }
                 return;
             }
         }
         i = last + 1;
     }
     res->entries_done = end + 1;
-    psc_write_progress(buf, ops, opaque, entries, end + 1, end);
+    if (!psc_write_progress(buf, ops, opaque, entries, end + 1, end)) {
+        res->status = PSC_STATUS_DMA_ERROR;
+    }
 }
