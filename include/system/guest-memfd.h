@@ -57,10 +57,9 @@ bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,
                                       Error **errp);
 
 /*
- * Does [offset, offset + len) of @mr hold a private page of a region?
- * The memory API refuses such accesses (MEMTX error, never SIGBUS).
+ * guest_memfd_access_denied(), the memory API's guard on private pages, is
+ * declared in exec/memory.h, whose inline fast path calls it.
  */
-bool guest_memfd_access_denied(MemoryRegion *mr, hwaddr offset, hwaddr len);
 
 /*
  * RamDiscardManager of the backend's RAM (VFIO and other listeners):

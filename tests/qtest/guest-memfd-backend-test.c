@@ -103,6 +103,9 @@ static const BadConfig bad_configs[] = {
     { "'size': 0, 'kernel-model': true", "doesn't take value '0'" },
     { "'size': 134217728, 'init-shared': 'maybe', 'kernel-model': true",
       "init-shared" },
+    /* Hotplugging more 1 GiB pages than any pool here has: ENOMEM. */
+    { "'size': 1099511627776, 'pagesize': 1073741824, 'kernel-model': true",
+      "cannot reserve 1024 1G pages" },
 };
 
 /* object-add with bad options fails, names the problem, leaves nothing. */
