@@ -164,7 +164,7 @@ static bool fault_fires(GuestMemfdModelFault fault)
 
 /* Host hugetlb pool */
 
-static int64_t host_hugetlb_read(uint64_t page_size, const char *what)
+int64_t guest_memfd_host_hugetlb(uint64_t page_size, const char *what)
 {
     g_autofree char *path = NULL;
     g_autofree char *text = NULL;
@@ -217,7 +217,7 @@ static void pool_refresh(ModelPool *p)
     int64_t host_nr = -1;
 
     if (p->page_size > MODEL_PAGE) {
-        host_nr = host_hugetlb_read(p->page_size, "nr_hugepages");
+        host_nr = guest_memfd_host_hugetlb(p->page_size, "nr_hugepages");
     }
     if (!p->files && !p->in_use && !p->reserved) {
         p->real = !p->simulated && host_nr > 0;

@@ -115,6 +115,12 @@ void guest_memfd_model_folio(GuestMemfdFile *f, uint64_t index,
                              GuestMemfdModelFolio *out);
 void guest_memfd_model_stats(GuestMemfdFile *f, GuestMemfdModelStats *out);
 
+/*
+ * A counter of the host's hugetlb pool of @page_size, e.g. "free_hugepages"
+ * (/sys/kernel/mm/hugepages); -1 if the host has no such pool.
+ */
+int64_t guest_memfd_host_hugetlb(uint64_t page_size, const char *what);
+
 /* Pool of @page_size; false if the size is not one the model supports. */
 bool guest_memfd_model_pool(uint64_t page_size, GuestMemfdModelPool *out);
 /*

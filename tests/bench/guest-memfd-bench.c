@@ -194,19 +194,6 @@ static uint64_t smaps_rollup_kib(const char *field)
     return p ? g_ascii_strtoull(p + strlen(field), NULL, 10) : 0;
 }
 
-static int64_t hugetlb_read(uint64_t page_size, const char *what)
-{
-    g_autofree char *path = NULL;
-    g_autofree char *text = NULL;
-
-    path = g_strdup_printf("/sys/kernel/mm/hugepages/hugepages-%" PRIu64
-                           "kB/%s", page_size / KiB, what);
-    if (!g_file_get_contents(path, &text, NULL, NULL)) {
-        return -1;
-    }
-    return g_ascii_strtoll(text, NULL, 10);
-}
-
 /* Make the pages of a mapping or of a file range exist, untimed. */
 static void populate_map(uint8_t *p, uint64_t len)
 {
@@ -709,7 +696,7 @@ typedef struct FootprintCtx {
 static void footprint_start(FootprintCtx *c)
 {
     c->anon0 = smaps_rollup_kib("Anonymous:") * KiB;
-    c->free0 = hugetlb_read(2 * MiB, "free_hugepages");
+    c->free0 = guest_memfd_host_hugetlb(2 * MiB, "free_hugepages");
 }
 
 static void footprint_measure(FootprintCtx *c, Footprint *fp, int huge_fd,
@@ -720,7 +707,8 @@ static void footprint_measure(FootprintCtx *c, Footprint *fp, int huge_fd,
     fp->hugetlb = huge_fd >= 0 ? fd_bytes(huge_fd) : 0;
     fp->shmem = small_fd >= 0 ? fd_bytes(small_fd) : 0;
     fp->anon = anon > c->anon0 ? anon - c->anon0 : 0;
-    fp->pool_taken = c->free0 - hugetlb_read(2 * MiB, "free_hugepages");
+    fp->pool_taken = c->free0 -
+                     guest_memfd_host_hugetlb(2 * MiB, "free_hugepages");
 }
 
 /* Every 4 KiB page of a shared range is written by the host (the device). */
@@ -853,7 +841,7 @@ static void footprint_in_place(uint64_t size)
 static void bench_footprint(void)
 {
     uint64_t size = footprint_gib * GiB;
-    int64_t free_pages = hugetlb_read(2 * MiB, "free_hugepages");
+    int64_t free_pages = guest_memfd_host_hugetlb(2 * MiB, "free_hugepages");
     unsigned n = MIN(repeats, 3);
 
     if (free_pages < 0 || free_pages * 2 * MiB < size) {

@@ -8,42 +8,13 @@
 #include "qemu/osdep.h"
 #include "qemu/units.h"
 #include "libqtest.h"
+#include "guest-memfd-qtest.h"
 #include "qobject/qdict.h"
 #include "qobject/qjson.h"
 #include "qobject/qlist.h"
 #include "qapi/error.h"
 
 #define MODEL "memory-backend-guest-memfd,kernel-model=on"
-
-/* The one query-guest-memfd entry of a VM with exactly one backend. */
-static QDict *query_one(QTestState *qts, const char *id)
-{
-    QDict *resp = qtest_qmp(qts, "{'execute': 'query-guest-memfd'}");
-    QList *list = qdict_get_qlist(resp, "return");
-    QListEntry *e;
-    QDict *found = NULL;
-
-    g_assert(list);
-    QLIST_FOREACH_ENTRY(list, e) {
-        QDict *d = qobject_to(QDict, qlist_entry_obj(e));
-        if (!strcmp(qdict_get_str(d, "id"), id)) {
-            found = d;
-            qobject_ref(found);
-        }
-    }
-    qobject_unref(resp);
-    g_assert(found);
-    return found;
-}
-
-static int query_count(QTestState *qts)
-{
-    QDict *resp = qtest_qmp(qts, "{'execute': 'query-guest-memfd'}");
-    int n = qlist_size(qdict_get_qlist(resp, "return"));
-
-    qobject_unref(resp);
-    return n;
-}
 
 /* Run QEMU to completion with @args; return its exit status and stderr. */
 static int run_qemu(const char *args, char **out, char **err)
@@ -136,7 +107,7 @@ static void test_object_add_errors(void)
                         " {'path': %s}}", path);
         g_assert(qdict_haskey(get, "error"));
         qobject_unref(get);
-        g_assert_cmpint(query_count(qts), ==, 0);
+        g_assert_cmpint(gmem_query_count(qts), ==, 0);
     }
     qtest_quit(qts);
 }
@@ -149,7 +120,7 @@ static uint64_t get_u64(QDict *d, const char *key)
 static void check_backend(QTestState *qts, const char *id, uint64_t size,
                           uint64_t page_size, bool shared)
 {
-    QDict *info = query_one(qts, id);
+    QDict *info = gmem_query_one(qts, id);
 
     g_assert_cmpuint(get_u64(info, "size"), ==, size);
     g_assert_cmpuint(get_u64(info, "page-size"), ==, page_size);
@@ -234,7 +205,7 @@ static bool holds_model_file(QTestState *qts)
  */
 static void wait_backend_gone(QTestState *qts)
 {
-    for (int i = 0; query_count(qts) || holds_model_file(qts); i++) {
+    for (int i = 0; gmem_query_count(qts) || holds_model_file(qts); i++) {
         g_assert_cmpint(i, <, 500);
         g_usleep(10 * 1000);
     }
@@ -444,7 +415,7 @@ static void test_kvm(void)
     }
     qts = qtest_init("-accel kvm -machine q35,memory-backend=mem0 -m 512M"
                      " -object memory-backend-guest-memfd,id=mem0,size=512M");
-    info = query_one(qts, "mem0");
+    info = gmem_query_one(qts, "mem0");
     g_assert_cmpstr(qdict_get_str(info, "kernel"), ==, "kvm");
     qobject_unref(info);
     qtest_quit(qts);

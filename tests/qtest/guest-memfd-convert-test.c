@@ -17,6 +17,7 @@
 #include "qemu/units.h"
 #include "qemu/bswap.h"
 #include "libqtest.h"
+#include "guest-memfd-qtest.h"
 #include "libqos/pci-pc.h"
 #include "hw/pci/pci_regs.h"
 #include "qobject/qdict.h"
@@ -72,44 +73,14 @@ static QTestState *vm_start(const SizeCase *sc, bool shared, bool prealloc,
 
 /* query-guest-memfd */
 
-static QList *query_all(QTestState *qts)
-{
-    QDict *resp = qtest_qmp(qts, "{'execute': 'query-guest-memfd'}");
-    QList *list = qdict_get_qlist(resp, "return");
-
-    g_assert(list);
-    qobject_ref(list);
-    qobject_unref(resp);
-    return list;
-}
-
 /* The whole answer as JSON, to show that a failed request changed nothing. */
 static char *query_json(QTestState *qts)
 {
-    QList *list = query_all(qts);
+    QList *list = gmem_query_all(qts);
     GString *json = qobject_to_json(QOBJECT(list));
 
     qobject_unref(list);
     return g_string_free(json, false);
-}
-
-static QDict *info_get(QTestState *qts, const char *id)
-{
-    QList *list = query_all(qts);
-    QListEntry *e;
-    QDict *found = NULL;
-
-    QLIST_FOREACH_ENTRY(list, e) {
-        QDict *d = qobject_to(QDict, qlist_entry_obj(e));
-
-        if (!strcmp(qdict_get_str(d, "id"), id)) {
-            found = d;
-            qobject_ref(found);
-        }
-    }
-    qobject_unref(list);
-    g_assert(found);
-    return found;
 }
 
 static uint64_t info_u64(QDict *info, const char *key)
@@ -129,7 +100,7 @@ static uint64_t pool_u64(QDict *info, const char *key)
 /* One field of one backend, for checks that need nothing else. */
 static uint64_t info_field(QTestState *qts, const char *id, const char *key)
 {
-    QDict *info = info_get(qts, id);
+    QDict *info = gmem_query_one(qts, id);
     uint64_t v = info_u64(info, key);
 
     qobject_unref(info);
@@ -139,7 +110,7 @@ static uint64_t info_field(QTestState *qts, const char *id, const char *key)
 /* Folios of a backend that hold a pool page (it is open: split ones do). */
 static uint64_t folios_allocated(QTestState *qts, const char *id)
 {
-    QDict *info = info_get(qts, id);
+    QDict *info = gmem_query_one(qts, id);
     uint64_t n = info_u64(info, "folios-split") +
                  info_u64(info, "folios-merged");
 
@@ -154,7 +125,7 @@ static uint64_t folios_allocated(QTestState *qts, const char *id)
 static void check_state(QTestState *qts, const char *id, uint64_t shared,
                         uint64_t split, uint64_t merged, uint64_t waiting)
 {
-    QDict *info = info_get(qts, id);
+    QDict *info = gmem_query_one(qts, id);
 
     g_assert_cmpuint(info_u64(info, "shared"), ==, shared);
     g_assert_cmpuint(info_u64(info, "private"), ==,
@@ -302,7 +273,7 @@ static void wait_pool_back(QTestState *qts, const char *id,
                            uint64_t reserved, uint64_t in_use, unsigned refs)
 {
     for (int i = 0;; i++) {
-        QDict *info = info_get(qts, id);
+        QDict *info = gmem_query_one(qts, id);
         bool back = pool_u64(info, "reserved") == reserved &&
                     pool_u64(info, "in-use") == in_use &&
                     gmem_refs(qts) == refs;
@@ -451,7 +422,7 @@ static void test_initial_state(const SizeCase *sc, bool shared)
     uint64_t folios = sc->ram / sc->page_size;
     /* First and last folio (two 4 KiB folios for 4K). */
     uint64_t a = 1 * MiB, b = sc->ram - PAGE;
-    QDict *info = info_get(qts, "mem0");
+    QDict *info = gmem_query_one(qts, "mem0");
 
     g_assert_cmpstr(qdict_get_str(info, "kernel"), ==, "model");
     g_assert_cmpuint(info_u64(info, "page-size"), ==, sc->page_size);
@@ -473,7 +444,7 @@ static void test_initial_state(const SizeCase *sc, bool shared)
         page_check(qts, b, 1);
         check_state(qts, "mem0", sc->ram, is_huge(sc) ? 2 : 0,
                     is_huge(sc) ? 0 : 2, 0);
-        info = info_get(qts, "mem0");
+        info = gmem_query_one(qts, "mem0");
         g_assert_cmpuint(pool_u64(info, "in-use"), ==, 2);
         qobject_unref(info);
     } else {
@@ -765,7 +736,7 @@ static void test_pc_dimm(const void *opaque)
     unsigned refs;
 
     /* The witness backend shows the pool of @ps throughout. */
-    info = info_get(qts, "witness");
+    info = gmem_query_one(qts, "witness");
     pool_reserved = pool_u64(info, "reserved");
     pool_in_use = pool_u64(info, "in-use");
     qobject_unref(info);
@@ -791,7 +762,7 @@ static void test_pc_dimm(const void *opaque)
 
     /* Across the two backends: one request, a piece in each. */
     convert(qts, addr - PAGE, 2 * PAGE, false);
-    info = info_get(qts, "mem0");
+    info = gmem_query_one(qts, "mem0");
     g_assert_cmpuint(info_u64(info, "shared"), ==, PAGE);
     g_assert_cmpuint(info_u64(info, "to-shared"), ==, 1);
     qobject_unref(info);
@@ -947,7 +918,7 @@ static void test_pinned(const void *opaque)
         page_fill(qts, start + i * PAGE, 1);
     }
     pin(qts, "mem0", pinned, true);
-    before = info_get(qts, "mem0");
+    before = gmem_query_one(qts, "mem0");
     err = convert_fails(qts, start, npages * PAGE, true);
     expect = g_strdup_printf("page at offset 0x%" PRIx64 " is still"
                              " referenced", pinned);
@@ -956,7 +927,7 @@ static void test_pinned(const void *opaque)
     retries = error_retries(err);
     g_assert_cmpuint(retries, >, 0);
 
-    after = info_get(qts, "mem0");
+    after = gmem_query_one(qts, "mem0");
     g_assert_cmpuint(info_u64(after, "retried"), ==,
                      info_u64(before, "retried") + retries);
     g_assert_cmpuint(info_u64(after, "failed"), ==,
@@ -1045,9 +1016,9 @@ static void test_psc_multi(const void *opaque)
     page_fill(p.qts, t + 48 * PAGE, 1);
     psc_put_list(p.qts, PSC_LIST, 0, ARRAY_SIZE(entries) - 1, entries,
                  ARRAY_SIZE(entries));
-    before = info_get(p.qts, "mem0");
+    before = gmem_query_one(p.qts, "mem0");
     g_assert_cmpuint(psc_ring(&p, PSC_LIST), ==, PSC_STATUS_OK);
-    after = info_get(p.qts, "mem0");
+    after = gmem_query_one(p.qts, "mem0");
 
     g_assert_cmpuint(psc_reg(&p, PSC_REG_ENTRIES_DONE), ==, 5);
     g_assert_cmpuint(psc_reg(&p, PSC_REG_CONVERSIONS), ==, 4);
@@ -1117,9 +1088,9 @@ static void test_psc_one_call(const void *opaque)
     psc_start(&p, sc);
     psc_put_list(p.qts, PSC_LIST, 0, PSC_MAX_ENTRIES - 1, entries,
                  PSC_MAX_ENTRIES);
-    before = info_get(p.qts, "mem0");
+    before = gmem_query_one(p.qts, "mem0");
     g_assert_cmpuint(psc_ring(&p, PSC_LIST), ==, PSC_STATUS_OK);
-    after = info_get(p.qts, "mem0");
+    after = gmem_query_one(p.qts, "mem0");
     g_assert_cmpuint(psc_reg(&p, PSC_REG_CONVERSIONS), ==, 1);
     g_assert_cmpuint(psc_reg(&p, PSC_REG_ENTRIES_DONE), ==, PSC_MAX_ENTRIES);
     g_assert_cmpuint(psc_cur_entry(p.qts, PSC_LIST), ==, PSC_MAX_ENTRIES);
@@ -1153,9 +1124,9 @@ static void test_psc_coalesce(const void *opaque)
     convert(p.qts, t + 2 * PAGE, 2 * PAGE, true);
     psc_put_list(p.qts, PSC_LIST, 0, ARRAY_SIZE(ops) - 1, entries,
                  ARRAY_SIZE(ops));
-    before = info_get(p.qts, "mem0");
+    before = gmem_query_one(p.qts, "mem0");
     g_assert_cmpuint(psc_ring(&p, PSC_LIST), ==, PSC_STATUS_OK);
-    after = info_get(p.qts, "mem0");
+    after = gmem_query_one(p.qts, "mem0");
     g_assert_cmpuint(psc_reg(&p, PSC_REG_CONVERSIONS), ==, 3);
     g_assert_cmpuint(info_u64(after, "kernel-calls"), ==,
                      info_u64(before, "kernel-calls") + 3);
@@ -1348,9 +1319,9 @@ static void test_psc_pinned(const void *opaque)
     psc_start(&p, sc);
     pin(p.qts, "mem0", t + 7 * PAGE, true);
     psc_put_list(p.qts, PSC_LIST, 0, 2, entries, 3);
-    before = info_get(p.qts, "mem0");
+    before = gmem_query_one(p.qts, "mem0");
     g_assert_cmpuint(psc_ring(&p, PSC_LIST), ==, PSC_STATUS_CONVERT_FAILED);
-    after = info_get(p.qts, "mem0");
+    after = gmem_query_one(p.qts, "mem0");
 
     /* Entries 0 and 1 are one conversion; it got 1 + 7 pages far. */
     g_assert_cmpuint(psc_reg(&p, PSC_REG_ERROR_ENTRY), ==, 1);
@@ -1446,7 +1417,7 @@ static void test_object_del(const void *opaque)
     QTestState *qts = qtest_initf("-machine q35 -m 64M -object " MODEL
                                   ",id=witness,size=%" PRIu64 ",pagesize=%"
                                   PRIu64, ps, ps);
-    QDict *info = info_get(qts, "witness");
+    QDict *info = gmem_query_one(qts, "witness");
     uint64_t reserved = pool_u64(info, "reserved");
     uint64_t in_use = pool_u64(info, "in-use");
     unsigned refs = gmem_refs(qts);
@@ -1457,7 +1428,7 @@ static void test_object_del(const void *opaque)
                              " 'id': 'm1', 'size': %" PRIu64 ", 'pagesize':"
                              " %" PRIu64 ", 'prealloc': true,"
                              " 'kernel-model': true}}", 2 * ps, ps);
-    info = info_get(qts, "witness");
+    info = gmem_query_one(qts, "witness");
     g_assert_cmpuint(pool_u64(info, "in-use"), ==, in_use + 2);
     qobject_unref(info);
     g_assert_cmpuint(gmem_refs(qts), >, refs);
@@ -1488,7 +1459,7 @@ static void test_reset(const SizeCase *sc, bool shared)
     }
     page_fill(qts, PAGE, 1);
     convert(qts, x + 2 * PAGE, 2 * PAGE, true);
-    info = info_get(qts, "mem0");
+    info = gmem_query_one(qts, "mem0");
     g_assert_cmpuint(pool_u64(info, "in-use"), >, 0);
     g_assert_cmpuint(info_u64(info, "shared"), ==,
                      shared ? sc->ram - 2 * PAGE : 3 * PAGE);
@@ -1496,7 +1467,7 @@ static void test_reset(const SizeCase *sc, bool shared)
 
     qtest_system_reset(qts);
     check_state(qts, "mem0", shared ? sc->ram : 0, 0, 0, 0);
-    info = info_get(qts, "mem0");
+    info = gmem_query_one(qts, "mem0");
     g_assert_cmpuint(pool_u64(info, "in-use"), ==, 0);
     g_assert_cmpuint(pool_u64(info, "reserved"), ==, folios);
     qobject_unref(info);
@@ -1542,7 +1513,7 @@ static void test_quit_pinned(const void *opaque)
     pin(qts, "mem0", x + PAGE, true);
     g_free(convert_fails(qts, x, PAGE, true));
     convert(qts, x + 2 * PAGE, PAGE, true);
-    info = info_get(qts, "mem0");
+    info = gmem_query_one(qts, "mem0");
     real = qdict_get_bool(qdict_get_qdict(info, "pool"), "real");
     g_assert_cmpuint(pool_u64(info, "in-use"), >, 0);
     qobject_unref(info);
@@ -1578,7 +1549,7 @@ static void test_host_pool(const void *opaque)
         return;
     }
     qts = vm_start(sc, true, false, NULL);
-    info = info_get(qts, "mem0");
+    info = gmem_query_one(qts, "mem0");
     g_assert(qdict_get_bool(qdict_get_qdict(info, "pool"), "real"));
     g_assert_cmpstr(qdict_get_str(info, "backing"), ==,
                     sc->page_size == GiB ? "hugetlb 1G" : "hugetlb 2M");
@@ -1587,7 +1558,7 @@ static void test_host_pool(const void *opaque)
     page_fill(qts, sc->folio, 1);
     page_fill(qts, sc->folio + sc->page_size, 1);
     pin(qts, "mem0", sc->folio + PAGE, true);
-    info = info_get(qts, "mem0");
+    info = gmem_query_one(qts, "mem0");
     g_assert_cmpuint(pool_u64(info, "in-use"), ==, 2);
     qobject_unref(info);
     /*

@@ -51,19 +51,6 @@ static void check_at(GuestMemfdFile *f, int line)
 
 /* Host hugetlb pool */
 
-static int64_t host_hugetlb(uint64_t ps, const char *what)
-{
-    g_autofree char *path = NULL;
-    g_autofree char *text = NULL;
-
-    path = g_strdup_printf("/sys/kernel/mm/hugepages/hugepages-%" PRIu64
-                           "kB/%s", ps / KiB, what);
-    if (!g_file_get_contents(path, &text, NULL, NULL)) {
-        return -1;
-    }
-    return g_ascii_strtoll(text, NULL, 10);
-}
-
 /* Pick the pool for the test; false (test skipped) if it cannot run. */
 static bool setup(const TestParams *p)
 {
@@ -79,7 +66,8 @@ static bool setup(const TestParams *p)
         g_assert_cmpuint(pool.total, ==, SIM_POOL_PAGES);
         return true;
     }
-    if (host_hugetlb(p->ps, "free_hugepages") < HUGETLB_PAGES_NEEDED) {
+    if (guest_memfd_host_hugetlb(p->ps, "free_hugepages") <
+        HUGETLB_PAGES_NEEDED) {
         g_autofree char *msg = g_strdup_printf(
             "host has fewer than %d free %s hugetlb pages: reserve them in "
             "/sys/kernel/mm/hugepages/hugepages-%" PRIu64 "kB/nr_hugepages",
@@ -687,8 +675,8 @@ static HostPool host_pool(const TestParams *p)
     HostPool h = { 0, 0 };
 
     if (p->hugetlb) {
-        h.free = host_hugetlb(p->ps, "free_hugepages");
-        h.resv = host_hugetlb(p->ps, "resv_hugepages");
+        h.free = guest_memfd_host_hugetlb(p->ps, "free_hugepages");
+        h.resv = guest_memfd_host_hugetlb(p->ps, "resv_hugepages");
     }
     return h;
 }
