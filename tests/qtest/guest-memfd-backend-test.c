@@ -175,37 +175,13 @@ static void test_init_private(void)
     qtest_quit(qts);
 }
 
-/* Does QEMU still have a mapping or an fd of a guest_memfd model file? */
-static bool holds_model_file(QTestState *qts)
-{
-    g_autofree char *maps_path = g_strdup_printf("/proc/%d/maps",
-                                                 (int)qtest_pid(qts));
-    g_autofree char *fd_dir = g_strdup_printf("/proc/%d/fd",
-                                              (int)qtest_pid(qts));
-    g_autofree char *maps = NULL;
-    g_autoptr(GDir) dir = g_dir_open(fd_dir, 0, NULL);
-    const char *name;
-    bool found;
-
-    g_assert(g_file_get_contents(maps_path, &maps, NULL, NULL));
-    found = strstr(maps, "guest-memfd") != NULL;
-    g_assert(dir);
-    while ((name = g_dir_read_name(dir))) {
-        g_autofree char *link = g_build_filename(fd_dir, name, NULL);
-        g_autofree char *target = g_file_read_link(link, NULL);
-
-        found |= target && strstr(target, "guest-memfd");
-    }
-    return found;
-}
-
 /*
  * object-del finalizes a backend once the last reference goes, which for
  * guest RAM happens after an RCU grace period: wait for it (bounded).
  */
 static void wait_backend_gone(QTestState *qts)
 {
-    for (int i = 0; gmem_query_count(qts) || holds_model_file(qts); i++) {
+    for (int i = 0; gmem_query_count(qts) || gmem_refs(qts); i++) {
         g_assert_cmpint(i, <, 500);
         g_usleep(10 * 1000);
     }
@@ -252,7 +228,7 @@ static void test_pc_dimm(void)
     qtest_outb(qts, 0xa14, 8);      /* eject it */
     qtest_qmp_eventwait(qts, "DEVICE_DELETED");
 
-    g_assert(holds_model_file(qts));
+    g_assert(gmem_refs(qts));
     qtest_qmp_assert_success(qts, "{'execute': 'object-del', 'arguments':"
                              " {'id': 'm1'}}");
     wait_backend_gone(qts);
@@ -269,7 +245,7 @@ static void test_object_add_del(void)
                              " 'id': 'm1', 'size': 4194304, 'pagesize':"
                              " 2097152, 'kernel-model': true }}");
     check_backend(qts, "m1", 4 * MiB, 2 * MiB, true);
-    g_assert(holds_model_file(qts));
+    g_assert(gmem_refs(qts));
     qtest_qmp_assert_success(qts, "{'execute': 'object-del', 'arguments':"
                              " {'id': 'm1'}}");
     wait_backend_gone(qts);

@@ -215,32 +215,6 @@ static void page_private(QTestState *qts, uint64_t gpa)
     qtest_memread(qts, gpa, &buf, sizeof(buf));
 }
 
-/* QEMU's fds and mappings of guest_memfd (model) files. */
-static unsigned gmem_refs(QTestState *qts)
-{
-    g_autofree char *maps_path = g_strdup_printf("/proc/%d/maps",
-                                                 (int)qtest_pid(qts));
-    g_autofree char *fd_dir = g_strdup_printf("/proc/%d/fd",
-                                              (int)qtest_pid(qts));
-    g_autofree char *maps = NULL;
-    g_autoptr(GDir) dir = g_dir_open(fd_dir, 0, NULL);
-    const char *name, *p;
-    unsigned n = 0;
-
-    g_assert(g_file_get_contents(maps_path, &maps, NULL, NULL));
-    for (p = maps; (p = strstr(p, "guest-memfd")); p++) {
-        n++;
-    }
-    g_assert(dir);
-    while ((name = g_dir_read_name(dir))) {
-        g_autofree char *link = g_build_filename(fd_dir, name, NULL);
-        g_autofree char *target = g_file_read_link(link, NULL);
-
-        n += target && strstr(target, "guest-memfd");
-    }
-    return n;
-}
-
 /* Bytes the host allocated to QEMU's guest_memfd (model) files. */
 static uint64_t gmem_file_bytes(QTestState *qts)
 {

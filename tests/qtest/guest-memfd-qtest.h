@@ -1,7 +1,8 @@
 /*
  * SPDX-License-Identifier: GPL-2.0-or-later
  *
- * Helpers shared by the guest_memfd qtests: reading query-guest-memfd.
+ * Helpers shared by the guest_memfd qtests: reading query-guest-memfd, and
+ * counting what QEMU holds of guest_memfd (model) files.
  */
 
 #ifndef TESTS_QTEST_GUEST_MEMFD_QTEST_H
@@ -49,6 +50,32 @@ static inline int gmem_query_count(QTestState *qts)
     int n = qlist_size(list);
 
     qobject_unref(list);
+    return n;
+}
+
+/* QEMU's fds and mappings of guest_memfd (model) files. */
+static inline unsigned gmem_refs(QTestState *qts)
+{
+    g_autofree char *maps_path = g_strdup_printf("/proc/%d/maps",
+                                                 (int)qtest_pid(qts));
+    g_autofree char *fd_dir = g_strdup_printf("/proc/%d/fd",
+                                              (int)qtest_pid(qts));
+    g_autofree char *maps = NULL;
+    g_autoptr(GDir) dir = g_dir_open(fd_dir, 0, NULL);
+    const char *name, *p;
+    unsigned n = 0;
+
+    g_assert(g_file_get_contents(maps_path, &maps, NULL, NULL));
+    for (p = maps; (p = strstr(p, "guest-memfd")); p++) {
+        n++;
+    }
+    g_assert(dir);
+    while ((name = g_dir_read_name(dir))) {
+        g_autofree char *link = g_build_filename(fd_dir, name, NULL);
+        g_autofree char *target = g_file_read_link(link, NULL);
+
+        n += target && strstr(target, "guest-memfd");
+    }
     return n;
 }
 
