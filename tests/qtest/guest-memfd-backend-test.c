@@ -201,14 +201,7 @@ static void test_pc_dimm(void)
                              " 'qom-type': 'memory-backend-guest-memfd',"
                              " 'id': 'm1', 'size': 134217728,"
                              " 'kernel-model': true }}");
-    qtest_qmp_assert_success(qts, "{'execute': 'device_add', 'arguments':"
-                             " {'driver': 'pc-dimm', 'id': 'd1',"
-                             " 'memdev': 'm1'}}");
-    resp = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments':"
-                     " {'path': '/machine/peripheral/d1', 'property':"
-                     " 'addr'}}");
-    addr = qdict_get_int(resp, "return");
-    qobject_unref(resp);
+    addr = gmem_dimm_plug(qts, "d1", "m1");
     qtest_writeq(qts, addr + 0x1000, 0xfeedfacecafebeefULL);
     g_assert_cmphex(qtest_readq(qts, addr + 0x1000), ==,
                     0xfeedfacecafebeefULL);
@@ -222,11 +215,7 @@ static void test_pc_dimm(void)
     g_assert(qdict_haskey(resp, "error"));
     qobject_unref(resp);
 
-    qtest_qmp_assert_success(qts, "{'execute': 'device_del', 'arguments':"
-                             " {'id': 'd1'}}");
-    qtest_outl(qts, 0xa00, 0);      /* select DIMM slot 0 */
-    qtest_outb(qts, 0xa14, 8);      /* eject it */
-    qtest_qmp_eventwait(qts, "DEVICE_DELETED");
+    gmem_dimm_unplug(qts, "d1", 0);
 
     g_assert(gmem_refs(qts));
     qtest_qmp_assert_success(qts, "{'execute': 'object-del', 'arguments':"

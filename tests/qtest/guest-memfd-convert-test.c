@@ -704,7 +704,7 @@ static void test_pc_dimm(const void *opaque)
         "pagesize=%" PRIu64 ",init-shared=off"
         " -object " MODEL ",id=witness,size=%" PRIu64 ",pagesize=%" PRIu64,
         main_ps, ps, ps);
-    QDict *info, *resp;
+    QDict *info;
     uint64_t addr, pool_reserved, pool_in_use, main_allocated;
     uint8_t data[2 * PAGE], back[2 * PAGE];
     unsigned refs;
@@ -723,14 +723,7 @@ static void test_pc_dimm(const void *opaque)
                              " 'pagesize': %" PRIu64 ", 'init-shared': 'off',"
                              " 'prealloc': true, 'kernel-model': true}}",
                              dimm_size, ps);
-    qtest_qmp_assert_success(qts, "{'execute': 'device_add', 'arguments':"
-                             " {'driver': 'pc-dimm', 'id': 'd0',"
-                             " 'memdev': 'dimm0'}}");
-    resp = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments':"
-                     " {'path': '/machine/peripheral/d0', 'property':"
-                     " 'addr'}}");
-    addr = qdict_get_int(resp, "return");
-    qobject_unref(resp);
+    addr = gmem_dimm_plug(qts, "d0", "dimm0");
     g_assert_cmphex(addr, ==, 5 * GiB);
     check_state(qts, "dimm0", 0, 0, dimm_folios, 0);
 
@@ -767,11 +760,7 @@ static void test_pc_dimm(const void *opaque)
     check_state(qts, "dimm0", 0, 0, dimm_folios, 0);
 
     /* Unplug (the test plays the guest's ACPI part), then object-del. */
-    qtest_qmp_assert_success(qts, "{'execute': 'device_del', 'arguments':"
-                             " {'id': 'd0'}}");
-    qtest_outl(qts, 0xa00, 0);      /* select DIMM slot 0 */
-    qtest_outb(qts, 0xa14, 8);      /* eject it */
-    qtest_qmp_eventwait(qts, "DEVICE_DELETED");
+    gmem_dimm_unplug(qts, "d0", 0);
     qtest_qmp_assert_success(qts, "{'execute': 'object-del', 'arguments':"
                              " {'id': 'dimm0'}}");
     /* mem0 shares the pool (4K, 1G): its new folios stay in use. */

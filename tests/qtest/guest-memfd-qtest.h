@@ -1,8 +1,9 @@
 /*
  * SPDX-License-Identifier: GPL-2.0-or-later
  *
- * Helpers shared by the guest_memfd qtests: reading query-guest-memfd, and
- * counting what QEMU holds of guest_memfd (model) files.
+ * Helpers shared by the guest_memfd qtests: reading query-guest-memfd,
+ * counting what QEMU holds of guest_memfd (model) files, and plugging and
+ * unplugging a pc-dimm.
  */
 
 #ifndef TESTS_QTEST_GUEST_MEMFD_QTEST_H
@@ -77,6 +78,38 @@ static inline unsigned gmem_refs(QTestState *qts)
         n += target && strstr(target, "guest-memfd");
     }
     return n;
+}
+
+/* device_add a pc-dimm @id on backend @memdev; returns its address. */
+static inline uint64_t gmem_dimm_plug(QTestState *qts, const char *id,
+                                      const char *memdev)
+{
+    g_autofree char *path = g_strdup_printf("/machine/peripheral/%s", id);
+    QDict *resp;
+    uint64_t addr;
+
+    qtest_qmp_assert_success(qts, "{'execute': 'device_add', 'arguments':"
+                             " {'driver': 'pc-dimm', 'id': %s,"
+                             " 'memdev': %s}}", id, memdev);
+    resp = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments':"
+                     " {'path': %s, 'property': 'addr'}}", path);
+    addr = qdict_get_int(resp, "return");
+    qobject_unref(resp);
+    return addr;
+}
+
+/*
+ * device_del the pc-dimm @id in DIMM slot @slot, playing the guest's part
+ * of ACPI memory hot-unplug (select the slot, eject it).
+ */
+static inline void gmem_dimm_unplug(QTestState *qts, const char *id,
+                                    unsigned slot)
+{
+    qtest_qmp_assert_success(qts, "{'execute': 'device_del', 'arguments':"
+                             " {'id': %s}}", id);
+    qtest_outl(qts, 0xa00, slot);   /* ACPI memory hotplug: slot selector */
+    qtest_outb(qts, 0xa14, 8);      /* ... eject */
+    qtest_qmp_eventwait(qts, "DEVICE_DELETED");
 }
 
 #endif
