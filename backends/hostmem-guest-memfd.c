@@ -4,11 +4,11 @@
  * memory-backend-guest-memfd: guest RAM as one guest_memfd file
  *
  * The whole backend is one guest_memfd file, with folios of 4 KiB, 2 MiB
- * or 1 GiB ("pagesize").  QEMU's mapping of guest RAM is a MAP_SHARED
- * mapping of that same file (aligned to the page size, so that huge folios
- * can be mapped huge), so shared pages exist once, and pages change between
- * shared and private in place, through the page-state core
- * (system/guest-memfd.c).  The file comes from KVM, or, with
+ * or 1 GiB ("pagesize").  Its RAMBlock maps that same file MAP_SHARED
+ * (aligned to the folio size, so that huge folios can be mapped huge) and,
+ * with KVM, binds it into the memslots, so shared pages exist once, and
+ * pages change between shared and private in place, through the page-state
+ * core (system/guest-memfd.c).  The file comes from KVM, or, with
  * kernel-model=on, from the user-space model of the proposed 1 GiB
  * guest_memfd kernel; the model is never picked behind the user's back.
  */
@@ -18,7 +18,9 @@
 #include "qapi/visitor.h"
 #include "qemu/units.h"
 #include "qemu/module.h"
-#include "qemu/mmap-alloc.h"
+#include "qemu/error-report.h"
+#include "migration/blocker.h"
+#include "system/kvm.h"
 #include "qom/object_interfaces.h"
 #include "exec/ramblock.h"
 #include "hw/boards.h"
@@ -43,8 +45,8 @@ struct HostMemoryBackendGuestMemfd {
     bool kernel_model;
 
     GuestMemfdRegion *region;
-    void *map;              /* the reservation the aligned mapping sits in */
-    size_t map_size;
+    /* KVM memslots bound to guest_memfd cannot log dirty pages. */
+    Error *migration_blocker;
 };
 
 struct HostMemoryBackendGuestMemfdClass {
@@ -64,31 +66,6 @@ static bool gmem_init_shared(HostMemoryBackendGuestMemfd *g)
     return !(ms && ms->cgs);
 }
 
-/* Map @fd MAP_SHARED at an address aligned to @align. */
-static void *gmem_map_aligned(HostMemoryBackendGuestMemfd *g, int fd,
-                              uint64_t size, uint64_t align, Error **errp)
-{
-    uint8_t *area, *aligned;
-
-    g->map_size = size + align;
-    area = mmap(NULL, g->map_size, PROT_NONE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (area == MAP_FAILED) {
-        error_setg_errno(errp, errno, "cannot reserve 0x%" PRIx64
-                         " bytes of address space", g->map_size);
-        return NULL;
-    }
-    aligned = QEMU_ALIGN_PTR_UP(area, align);
-    if (mmap(aligned, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-             fd, 0) == MAP_FAILED) {
-        error_setg_errno(errp, errno, "cannot map the guest_memfd file");
-        munmap(area, g->map_size);
-        return NULL;
-    }
-    g->map = area;
-    return aligned;
-}
-
 static void gmem_reset(void *opaque)
 {
     HostMemoryBackendGuestMemfd *g = opaque;
@@ -104,9 +81,10 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
     HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(backend);
     g_autofree char *name = host_memory_backend_get_name(backend);
     bool init_shared = gmem_init_shared(g);
+    uint32_t ram_flags = backend->reserve ? 0 : RAM_NORESERVE;
     GuestMemfdFile *file;
     const char *variant;
-    void *host;
+    int fd;
 
     if (!backend->size) {
         error_setg(errp, "can't create backend with size 0");
@@ -128,35 +106,59 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
         file = guest_memfd_model_create(backend->size, g->page_size,
                                         init_shared, errp);
         variant = "model";
+        if (file && kvm_enabled()) {
+            warn_report("memory-backend-guest-memfd '%s': kernel-model=on:"
+                        " KVM maps this memory as plain user memory (the"
+                        " model's file is not a guest_memfd)", name);
+        }
     } else {
         file = guest_memfd_kvm_create(backend->size, g->page_size,
                                       init_shared, errp);
         variant = file ? guest_memfd_kvm_variant() : NULL;
+        /* The file is the RAMBlock's guest_memfd: KVM binds it. */
+        ram_flags |= RAM_GUEST_MEMFD;
     }
     if (!file) {
         return false;
     }
+    if (!g->kernel_model) {
+        error_setg(&g->migration_blocker, "memory-backend-guest-memfd '%s'"
+                   " is bound to KVM guest_memfd memslots, which cannot log"
+                   " dirty pages", name);
+        if (migrate_add_blocker(&g->migration_blocker, errp) < 0) {
+            guest_memfd_close(file);
+            return false;
+        }
+    }
 
-    host = gmem_map_aligned(g, file->fd, backend->size, g->page_size, errp);
-    if (!host) {
+    /* The RAMBlock maps the file and owns its own descriptor of it. */
+    fd = dup(file->fd);
+    if (fd < 0 ||
+        !memory_region_init_ram_guest_memfd_in_place(&backend->mr,
+                                                     OBJECT(backend), name,
+                                                     backend->size,
+                                                     g->page_size, ram_flags,
+                                                     fd, errp)) {
+        if (fd < 0) {
+            error_setg_errno(errp, errno, "cannot duplicate the guest_memfd"
+                             " descriptor");
+        } else {
+            close(fd);
+        }
+        migrate_del_blocker(&g->migration_blocker);
         guest_memfd_close(file);
         return false;
     }
+    backend->aligned = true;
     /*
      * Under qtest nothing stands for the guest, so the mapping is QEMU's
      * host view: the model makes private pages inaccessible in it, as the
      * kernel would.  With a vCPU (TCG), the mapping is also the guest's.
      */
     if (g->kernel_model && qtest_enabled()) {
-        guest_memfd_model_set_host_view(file, host);
+        guest_memfd_model_set_host_view(
+            file, memory_region_get_ram_ptr(&backend->mr));
     }
-
-    backend->aligned = true;
-    memory_region_init_ram_ptr(&backend->mr, OBJECT(backend), name,
-                               backend->size, host);
-    /* Like a file-backed block: pages and alignment are the folio size. */
-    backend->mr.ram_block->page_size = g->page_size;
-    backend->mr.align = g->page_size;
     g->region = guest_memfd_region_new(backend, file, variant);
     guest_memfd_region_set_mr(g->region, &backend->mr);
     /* Private pages are "discarded": migration and dump skip them. */
@@ -209,9 +211,7 @@ static void gmem_finalize(Object *obj)
         qemu_unregister_reset(gmem_reset, g);
         guest_memfd_region_free(g->region);
     }
-    if (g->map) {
-        munmap(g->map, g->map_size);
-    }
+    migrate_del_blocker(&g->migration_blocker);
 }
 
 /* RamDiscardManager: the page-state core knows which pages are shared. */

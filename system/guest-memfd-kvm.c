@@ -16,6 +16,8 @@
 #include <sys/ioctl.h>
 #include "system/kvm.h"
 #include "system/kvm_int.h"
+#include "exec/ramblock.h"
+#include "system/guest-memfd.h"
 #include "system/guest-memfd-kvm.h"
 #include "system/guest-memfd-uapi.h"
 #include "trace.h"
@@ -42,8 +44,15 @@ typedef struct GmemKvmCaps {
 
 static GmemKvmCaps caps;
 
+typedef struct GmemKvmBinding {
+    uint64_t offset;
+    uint64_t size;
+} GmemKvmBinding;
+
 typedef struct GmemKvmFile {
     GuestMemfdFile f;
+    /* Ranges of the file bound into memslots, one per memslot. */
+    GArray *bindings;
 } GmemKvmFile;
 
 static void probe(void)
@@ -143,8 +152,11 @@ static int kvm_file_allocate(GuestMemfdFile *f, uint64_t offset,
 
 static void kvm_file_close(GuestMemfdFile *f)
 {
+    GmemKvmFile *kf = container_of(f, GmemKvmFile, f);
+
     close(f->fd);
-    g_free(container_of(f, GmemKvmFile, f));
+    g_array_free(kf->bindings, true);
+    g_free(kf);
 }
 
 static const GuestMemfdKernelOps kvm_ops = {
@@ -227,10 +239,74 @@ GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
         return NULL;
     }
     kf = g_new0(GmemKvmFile, 1);
+    kf->bindings = g_array_new(false, false, sizeof(GmemKvmBinding));
     kf->f.ops = &kvm_ops;
     kf->f.size = size;
     kf->f.page_size = page_size;
     kf->f.init_shared = init_shared;
     kf->f.fd = fd;
     return &kf->f;
+}
+
+bool guest_memfd_kvm_in_place_supported(KVMState *s)
+{
+    int flags = kvm_vm_check_extension(s, GMEM_CAP_GUEST_MEMFD_FLAGS);
+
+    return flags > 0 && (flags & GMEM_FLAG_MMAP);
+}
+
+/* The KVM guest_memfd file of an in-place block; NULL for other blocks. */
+static GmemKvmFile *kvm_file_of(RAMBlock *rb)
+{
+    GuestMemfdRegion *r;
+    GuestMemfdFile *f;
+
+    if (!(rb->flags & RAM_GUEST_MEMFD_IN_PLACE)) {
+        return NULL;
+    }
+    r = guest_memfd_region_find(rb->mr);
+    f = r ? guest_memfd_region_file(r) : NULL;
+    return f && f->ops == &kvm_ops ? container_of(f, GmemKvmFile, f) : NULL;
+}
+
+bool guest_memfd_kvm_slot_bind(RAMBlock *rb, uint64_t offset, uint64_t size)
+{
+    GmemKvmFile *kf = kvm_file_of(rb);
+    GmemKvmBinding b = { .offset = offset, .size = size };
+
+    if (!kf) {
+        return true;
+    }
+    for (guint i = 0; i < kf->bindings->len; i++) {
+        GmemKvmBinding *o = &g_array_index(kf->bindings, GmemKvmBinding, i);
+
+        if (offset < o->offset + o->size && o->offset < offset + size) {
+            trace_guest_memfd_kvm_slot_alias(offset, size, o->offset);
+            return false;
+        }
+    }
+    g_array_append_val(kf->bindings, b);
+    kf->f.kvm_memslots++;
+    kf->f.kvm_bound += size;
+    return true;
+}
+
+void guest_memfd_kvm_slot_unbind(RAMBlock *rb, uint64_t offset,
+                                 uint64_t size)
+{
+    GmemKvmFile *kf = kvm_file_of(rb);
+
+    if (!kf) {
+        return;
+    }
+    for (guint i = 0; i < kf->bindings->len; i++) {
+        GmemKvmBinding *o = &g_array_index(kf->bindings, GmemKvmBinding, i);
+
+        if (o->offset == offset && o->size == size) {
+            g_array_remove_index_fast(kf->bindings, i);
+            kf->f.kvm_memslots--;
+            kf->f.kvm_bound -= size;
+            return;
+        }
+    }
 }

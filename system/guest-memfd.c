@@ -477,6 +477,8 @@ static GuestMemfdInfo *region_info(GuestMemfdRegion *r)
     info->failed = st.counters.failed;
     info->retried = st.counters.retried;
     info->kernel_calls = st.counters.kernel_calls;
+    info->kvm_memslots = f->kvm_memslots;
+    info->kvm_bound = f->kvm_bound;
 
     if (guest_memfd_is_model(f)) {
         GuestMemfdModelStats ms;
@@ -597,6 +599,12 @@ void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
                        ", retried %" PRIu64 ", kernel calls %" PRIu64 "\n",
                        i->to_shared, i->to_private, i->failed, i->retried,
                        i->kernel_calls);
+        if (i->kernel == GUEST_MEMFD_KERNEL_KVM) {
+            g_autofree char *bound = size_to_str(i->kvm_bound);
+
+            monitor_printf(mon, "  KVM memslots bound: %" PRIu32 " (%s)\n",
+                           i->kvm_memslots, bound);
+        }
         if (i->pool) {
             g_autofree char *ps = size_to_str(i->pool->page_size);
 
