@@ -26,6 +26,7 @@ import time
 
 HUGE_2M = '/sys/kernel/mm/hugepages/hugepages-2048kB'
 HUGE_1G = '/sys/kernel/mm/hugepages/hugepages-1048576kB'
+HUGE_POOLS = ((HUGE_2M, 2 * 1024**2), (HUGE_1G, 1024**3))
 STARTUP_GIB = 4
 
 
@@ -151,15 +152,34 @@ STARTUP_CONFIGS = [
 ]
 
 
+def qmp_read(sock_file):
+    line = sock_file.readline()
+    if not line:
+        raise EOFError('QMP connection closed')
+    return json.loads(line)
+
+
 def qmp_command(sock_file, sock, cmd):
     sock.sendall((json.dumps({'execute': cmd}) + '\n').encode())
     while True:
-        line = sock_file.readline()
-        if not line:
-            raise RuntimeError('QMP connection closed')
-        msg = json.loads(line)
+        msg = qmp_read(sock_file)
         if 'return' in msg or 'error' in msg:
             return msg
+
+
+def qemu_error(proc):
+    """QEMU's own error once it has exited: the first line of its stderr
+    that is not a warning."""
+    try:
+        err = proc.communicate(timeout=10)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        err = proc.communicate()[1]
+    lines = err.decode(errors='replace').strip().splitlines()
+    errors = [line for line in lines if 'warning:' not in line]
+    if errors or lines:
+        return (errors or lines)[0]
+    return 'exited with status %d' % proc.returncode
 
 
 def proc_cpu_seconds(pid):
@@ -185,14 +205,16 @@ def disable_thp():
 
 
 def start_qemu_once(qemu, obj, tmpdir, no_thp):
-    """Wall and CPU seconds until QMP answers, memory populated by then."""
+    """Wall and CPU seconds until QMP answers, memory populated by then;
+    or None and QEMU's error when it exits first (even after accepting the
+    QMP connection, as when prealloc fails)."""
     path = os.path.join(tmpdir, 'qmp.sock')
     if os.path.exists(path):
         os.unlink(path)
     cmd = [qemu, '-accel', 'qtest', '-machine', 'q35,memory-backend=m',
            '-m', '%dG' % STARTUP_GIB, '-display', 'none', '-nodefaults',
            '-object', obj, '-qmp', 'unix:%s,server=on,wait=off' % path]
-    free0 = read_int(HUGE_2M + '/free_hugepages', 0)
+    free0 = [read_int(d + '/free_hugepages', 0) for d, _ in HUGE_POOLS]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE,
@@ -201,8 +223,7 @@ def start_qemu_once(qemu, obj, tmpdir, no_thp):
     try:
         while True:
             if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors='replace').strip()
-                return None, err.splitlines()[-1] if err else 'exited'
+                return None, qemu_error(proc)
             try:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 sock.connect(path)
@@ -212,13 +233,21 @@ def start_qemu_once(qemu, obj, tmpdir, no_thp):
                 sock = None
                 time.sleep(0.001)
         sock_file = sock.makefile('r')
-        json.loads(sock_file.readline())            # greeting
-        qmp_command(sock_file, sock, 'qmp_capabilities')
+        try:
+            qmp_read(sock_file)                     # greeting
+            qmp_command(sock_file, sock, 'qmp_capabilities')
+        except (ConnectionError, EOFError):
+            return None, qemu_error(proc)
         wall = time.monotonic() - t0
         cpu = proc_cpu_seconds(proc.pid)
-        populated = proc_rss_bytes(proc.pid) + \
-            (free0 - read_int(HUGE_2M + '/free_hugepages', 0)) * 2 * 1024**2
-        qmp_command(sock_file, sock, 'quit')
+        # hugetlb pages are not in VmRSS: count what the pools gave
+        populated = proc_rss_bytes(proc.pid) + sum(
+            (f - read_int(d + '/free_hugepages', 0)) * size
+            for (d, size), f in zip(HUGE_POOLS, free0))
+        try:
+            qmp_command(sock_file, sock, 'quit')
+        except (ConnectionError, EOFError):
+            pass                                    # gone already: fine
         proc.wait(timeout=60)
         return (wall, cpu, populated), None
     finally:
@@ -320,11 +349,16 @@ class Table:
     def row(self, *cells):
         self.rows.append(('row', list(cells)))
 
+    def note(self, text):
+        """Text under the rows so far, e.g. a footnote."""
+        self.rows.append(('note', text))
+
     def render(self):
-        ncol = max(len(c) for k, c in self.rows if k != 'section')
+        ncol = max(len(c) for k, c in self.rows
+                   if k not in ('section', 'note'))
         width = [0] * ncol
         for kind, cells in self.rows:
-            if kind == 'section':
+            if kind in ('section', 'note'):
                 continue
             for i, c in enumerate(cells):
                 width[i] = max(width[i], len(c))
@@ -334,6 +368,9 @@ class Table:
             if kind == 'section':
                 out.append('-' * total)
                 out += textwrap.wrap(cells, total)
+                continue
+            if kind == 'note':
+                out += textwrap.wrap(cells, total, subsequent_indent='    ')
                 continue
             line = []
             for i, c in enumerate(cells):
@@ -425,15 +462,32 @@ def table_startup(t, res, args):
               'wall of this row' % STARTUP_GIB)
     t.header('backend', 'wall ms', 'CPU ms', 'GiB populated', 'speed-up')
     base = g('startup.ram-4k.wall')
+    footnotes = []
     for key, label, _, _, _ in STARTUP_CONFIGS:
         na = g('startup.%s.na' % key)
         if na:
             t.row(label, na[0], '', '', '')
             continue
         wall = g('startup.%s.wall' % key)
+        populated = g('startup.%s.populated' % key)
+        if key == 'ram-4k':
+            speedup = ''
+        elif populated and statistics.median(populated) < STARTUP_GIB / 2:
+            # Starting fast by not allocating the memory is no speed-up.
+            footnotes.append(
+                '(%d) %s: populated only %s GiB of its %d GiB by the time '
+                'QMP answered; starting without allocating the memory is '
+                'no speed-up at allocating it' %
+                (len(footnotes) + 1, label,
+                 fmt_num(statistics.median(populated)),
+                 STARTUP_GIB))
+            speedup = 'n/a (%d)' % len(footnotes)
+        else:
+            speedup = fmt_ratio(ratio_values(base, wall))
         t.row(label, fmt_values(wall), fmt_values(g('startup.%s.cpu' % key)),
-              fmt_values(g('startup.%s.populated' % key)),
-              '' if key == 'ram-4k' else fmt_ratio(ratio_values(base, wall)))
+              fmt_values(populated), speedup)
+    for n in footnotes:
+        t.note(n)
 
 
 def vm_sizes(args):

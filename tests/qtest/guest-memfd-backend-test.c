@@ -411,6 +411,8 @@ int main(int argc, char **argv)
     qtest_add_func("/guest-memfd/backend/migration", test_migration);
     qtest_add_func("/guest-memfd/backend/dump-skips-private",
                    test_dump_skips_private);
-    qtest_add_func("/guest-memfd/backend/kvm", test_kvm);
+    if (!gmem_lab_runs_it(qtest_has_accel("kvm"))) {
+        qtest_add_func("/guest-memfd/backend/kvm", test_kvm);
+    }
     return g_test_run();
 }

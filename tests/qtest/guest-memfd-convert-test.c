@@ -1518,8 +1518,9 @@ static void test_host_pool(const void *opaque)
                     sc->page_size == GiB ? "hugetlb 1G" : "hugetlb 2M");
     qobject_unref(info);
 
+    /* Two folios: the working one and the one below it (RAM ends above). */
     page_fill(qts, sc->folio, 1);
-    page_fill(qts, sc->folio + sc->page_size, 1);
+    page_fill(qts, sc->folio - sc->page_size, 1);
     pin(qts, "mem0", sc->folio + PAGE, true);
     info = gmem_query_one(qts, "mem0");
     g_assert_cmpuint(pool_u64(info, "in-use"), ==, 2);
@@ -1534,6 +1535,93 @@ static void test_host_pool(const void *opaque)
     qtest_wait_qemu(qts);
     qtest_quit(qts);
     host_free_restored(sc->page_size, host_free);
+}
+
+/*
+ * The host's own counters agree with the model's pool at every step: a
+ * file's creation reserves its pages (resv_hugepages), allocation takes
+ * them (free_hugepages), punching a hole (system_reset) gives them back,
+ * and object-del and QEMU's exit return everything.  Needs the host's pool
+ * to itself: it runs in the lab, where nothing else uses it.
+ */
+static void expect_host_counters(QTestState *qts, int64_t free0,
+                                 int64_t resv0, uint64_t ps,
+                                 uint64_t in_use0, uint64_t reserved0,
+                                 const char *step)
+{
+    QDict *info = gmem_query_one(qts, "mem0");
+    int64_t in_use = pool_u64(info, "in-use") - in_use0;
+    int64_t reserved = pool_u64(info, "reserved") - reserved0;
+
+    g_assert(qdict_get_bool(qdict_get_qdict(info, "pool"), "real"));
+    qobject_unref(info);
+    g_test_message("%s: model in-use %+" PRId64 ", reserved %+" PRId64
+                   "; host free %" PRId64 ", resv %" PRId64, step, in_use,
+                   reserved, host_hugepages(ps, "free_hugepages"),
+                   host_hugepages(ps, "resv_hugepages"));
+    g_assert_cmpint(host_hugepages(ps, "free_hugepages"), ==, free0 - in_use);
+    g_assert_cmpint(host_hugepages(ps, "resv_hugepages"), ==,
+                    resv0 + reserved);
+}
+
+static void test_host_counters(const void *opaque)
+{
+    const SizeCase *sc = opaque;
+    uint64_t ps = sc->page_size;
+    int64_t free0 = host_hugepages(ps, "free_hugepages");
+    int64_t resv0 = host_hugepages(ps, "resv_hugepages");
+    QTestState *qts;
+    uint64_t in_use0, reserved0;
+    QDict *info;
+
+    if (free0 < 5) {
+        g_autofree char *why = g_strdup_printf(
+            "the host has %" PRId64 " free hugetlb %s pages, needs 5",
+            MAX(free0, 0), sc->name);
+        g_test_skip(why);
+        return;
+    }
+    /* Two folios of RAM, not preallocated: nothing taken yet. */
+    qts = vm_start(sc, true, false, NULL);
+    info = gmem_query_one(qts, "mem0");
+    in_use0 = pool_u64(info, "in-use");
+    reserved0 = pool_u64(info, "reserved");
+    qobject_unref(info);
+    g_assert_cmpint(host_hugepages(ps, "free_hugepages"), ==, free0 - in_use0);
+    g_assert_cmpint(host_hugepages(ps, "resv_hugepages"), ==,
+                    resv0 + reserved0);
+
+    page_fill(qts, sc->folio, 1);
+    expect_host_counters(qts, free0, resv0, ps, 0, 0, "after a write");
+
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {"
+                             " 'qom-type': 'memory-backend-guest-memfd',"
+                             " 'id': 'm1', 'size': %" PRIu64 ", 'pagesize':"
+                             " %" PRIu64 ", 'prealloc': true,"
+                             " 'kernel-model': true}}", 2 * ps, ps);
+    expect_host_counters(qts, free0 - in_use0, resv0 + reserved0, ps,
+                         in_use0, reserved0, "object-add, prealloc");
+
+    qtest_system_reset(qts);        /* punches every folio of mem0 */
+    expect_host_counters(qts, free0 - in_use0, resv0 + reserved0, ps,
+                         in_use0, reserved0, "system_reset");
+
+    qtest_qmp_assert_success(qts, "{'execute': 'object-del', 'arguments':"
+                             " {'id': 'm1'}}");
+    /* The RAMBlock lets go of its mapping after an RCU grace period. */
+    for (int i = 0; i < 250 &&
+         host_hugepages(ps, "resv_hugepages") != resv0 + (int64_t)reserved0;
+         i++) {
+        g_usleep(20 * 1000);
+    }
+    expect_host_counters(qts, free0 - in_use0, resv0 + reserved0, ps,
+                         in_use0, reserved0, "object-del");
+
+    qtest_qmp_assert_success(qts, "{'execute': 'quit'}");
+    qtest_wait_qemu(qts);
+    qtest_quit(qts);
+    g_assert_cmpint(host_hugepages(ps, "free_hugepages"), ==, free0);
+    g_assert_cmpint(host_hugepages(ps, "resv_hugepages"), ==, resv0);
 }
 
 static void add_size_test(const SizeCase *sc, const char *name,
@@ -1582,8 +1670,14 @@ int main(int argc, char **argv)
         add_size_test(sc, "reset-shared", test_reset_shared);
         add_size_test(sc, "reset-private", test_reset_private);
         add_size_test(sc, "quit-pinned", test_quit_pinned);
-        if (is_huge(sc)) {
+        if (is_huge(sc) &&
+            !gmem_lab_runs_it(host_hugepages(sc->page_size,
+                                             "nr_hugepages") > 0)) {
             add_size_test(sc, "host-hugetlb-pool", test_host_pool);
+        }
+        if (sc->page_size == GiB &&
+            !gmem_lab_runs_it(host_hugepages(GiB, "nr_hugepages") > 0)) {
+            add_size_test(sc, "host-hugetlb-counters", test_host_counters);
         }
     }
     return g_test_run();
