@@ -98,6 +98,7 @@ static void test_seabios(void)
     GArray *slots;
     uint64_t host = 0, bound = 0;
     unsigned high = 0, plain = 0;
+    g_autofree char *hmp = NULL;
     QDict *info;
 
     qts = qtest_initf("-accel kvm -machine q35,memory-backend=mem0,"
@@ -173,6 +174,9 @@ static void test_seabios(void)
     g_assert_cmpuint(bound, <=, ram);
     g_assert_cmpuint(bound, >=, ram - 1 * MiB);
     qobject_unref(info);
+    hmp = qtest_hmp(qts, "info guest-memfd");
+    g_test_message("info guest-memfd:\n%s", hmp);
+    g_assert(strstr(hmp, "KVM memslots bound: "));
 
     qtest_quit(qts);
     unlink(trace);
