@@ -43,6 +43,7 @@ struct HostMemoryBackendGuestMemfd {
     uint64_t page_size;
     OnOffAuto init_shared;
     bool kernel_model;
+    bool simulated_pool;
 
     GuestMemfdRegion *region;
     /* KVM memslots bound to guest_memfd cannot log dirty pages. */
@@ -102,6 +103,14 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
         return false;
     }
 
+    if (g->simulated_pool && !g->kernel_model) {
+        error_setg(errp, "x-simulated-pool=on needs kernel-model=on");
+        return false;
+    }
+    if (g->simulated_pool &&
+        !guest_memfd_model_simulate_pool(g->page_size, errp)) {
+        return false;
+    }
     if (g->kernel_model) {
         file = guest_memfd_model_create(backend->size, g->page_size,
                                         init_shared, errp);
@@ -336,6 +345,21 @@ static void gmem_set_kernel_model(Object *obj, bool value, Error **errp)
     MEMORY_BACKEND_GUEST_MEMFD(obj)->kernel_model = value;
 }
 
+static bool gmem_get_simulated_pool(Object *obj, Error **errp)
+{
+    return MEMORY_BACKEND_GUEST_MEMFD(obj)->simulated_pool;
+}
+
+static void gmem_set_simulated_pool(Object *obj, bool value, Error **errp)
+{
+    if (host_memory_backend_mr_inited(MEMORY_BACKEND(obj))) {
+        error_setg(errp, "cannot change property 'x-simulated-pool' of %s",
+                   TYPE_MEMORY_BACKEND_GUEST_MEMFD);
+        return;
+    }
+    MEMORY_BACKEND_GUEST_MEMFD(obj)->simulated_pool = value;
+}
+
 static void gmem_instance_init(Object *obj)
 {
     HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(obj);
@@ -379,6 +403,12 @@ static void gmem_class_init(ObjectClass *oc, void *data)
     object_class_property_set_description(oc, "kernel-model",
         "Use qemu-gmem1g's user-space model of the 1 GiB guest_memfd kernel"
         " instead of KVM (development and tests; default off)");
+    object_class_property_add_bool(oc, "x-simulated-pool",
+                                   gmem_get_simulated_pool,
+                                   gmem_set_simulated_pool);
+    object_class_property_set_description(oc, "x-simulated-pool",
+        "With kernel-model=on: take pages from a simulated pool even where"
+        " the host has hugetlb pages of the page size (tests; default off)");
 }
 
 static const TypeInfo gmem_backend_info = {

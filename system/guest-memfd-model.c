@@ -1339,6 +1339,25 @@ void guest_memfd_model_set_simulated_pool(uint64_t page_size, uint64_t pages)
     pool_refresh(p);
 }
 
+bool guest_memfd_model_simulate_pool(uint64_t page_size, Error **errp)
+{
+    ModelPool *p = pool_of(page_size);
+
+    assert(p);
+    MODEL_LOCK_GUARD();
+    if (!p->simulated) {
+        p->simulated = MAX(host_mem_total() / page_size, 1);
+    }
+    pool_refresh(p);
+    if (p->real) {
+        error_setg(errp, "guest_memfd model: the pool of %" PRIu64 " KiB"
+                   " pages is in use as the host's hugetlb pool",
+                   page_size / KiB);
+        return false;
+    }
+    return true;
+}
+
 void guest_memfd_model_inject(GuestMemfdModelFault fault, unsigned count)
 {
     assert(fault < GMEM_MODEL_FAULT__MAX);

@@ -130,6 +130,13 @@ bool guest_memfd_model_pool(uint64_t page_size, GuestMemfdModelPool *out);
  * that size; the switch happens once the pool has no file left.
  */
 void guest_memfd_model_set_simulated_pool(uint64_t page_size, uint64_t pages);
+/*
+ * Make files of @page_size take their pages from a simulated pool (as large
+ * as host RAM) even where the host has hugetlb pages of that size (the
+ * backend's x-simulated-pool, for tests on hosts whose pool is too small).
+ * Fails, saying so, while the pool is in use as the host's.
+ */
+bool guest_memfd_model_simulate_pool(uint64_t page_size, Error **errp);
 
 void guest_memfd_model_inject(GuestMemfdModelFault fault, unsigned count);
 

@@ -74,6 +74,8 @@ static const BadConfig bad_configs[] = {
     { "'size': 0, 'kernel-model': true", "doesn't take value '0'" },
     { "'size': 134217728, 'init-shared': 'maybe', 'kernel-model': true",
       "init-shared" },
+    { "'size': 134217728, 'x-simulated-pool': true",
+      "x-simulated-pool=on needs kernel-model=on" },
     /* Hotplugging more 1 GiB pages than any pool here has: ENOMEM. */
     { "'size': 1099511627776, 'pagesize': 1073741824, 'kernel-model': true",
       "cannot reserve 1024 1G pages" },
