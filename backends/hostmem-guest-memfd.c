@@ -285,6 +285,18 @@ static void gmem_rdm_unregister(RamDiscardManager *rdm,
     guest_memfd_rdm_unregister(gmem_rdm_region(rdm), rdl);
 }
 
+/* Properties say what to create: they cannot change once it exists. */
+static bool gmem_property_settable(Object *obj, const char *name,
+                                   Error **errp)
+{
+    if (host_memory_backend_mr_inited(MEMORY_BACKEND(obj))) {
+        error_setg(errp, "cannot change property '%s' of %s", name,
+                   TYPE_MEMORY_BACKEND_GUEST_MEMFD);
+        return false;
+    }
+    return true;
+}
+
 static void gmem_get_pagesize(Object *obj, Visitor *v, const char *name,
                               void *opaque, Error **errp)
 {
@@ -299,12 +311,8 @@ static void gmem_set_pagesize(Object *obj, Visitor *v, const char *name,
     HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(obj);
     uint64_t value;
 
-    if (host_memory_backend_mr_inited(MEMORY_BACKEND(obj))) {
-        error_setg(errp, "cannot change property '%s' of %s", name,
-                   TYPE_MEMORY_BACKEND_GUEST_MEMFD);
-        return;
-    }
-    if (!visit_type_size(v, name, &value, errp)) {
+    if (!gmem_property_settable(obj, name, errp) ||
+        !visit_type_size(v, name, &value, errp)) {
         return;
     }
     if (value != 4 * KiB && value != 2 * MiB && value != 1 * GiB) {
@@ -322,9 +330,7 @@ static int gmem_get_init_shared(Object *obj, Error **errp)
 
 static void gmem_set_init_shared(Object *obj, int value, Error **errp)
 {
-    if (host_memory_backend_mr_inited(MEMORY_BACKEND(obj))) {
-        error_setg(errp, "cannot change property 'init-shared' of %s",
-                   TYPE_MEMORY_BACKEND_GUEST_MEMFD);
+    if (!gmem_property_settable(obj, "init-shared", errp)) {
         return;
     }
     MEMORY_BACKEND_GUEST_MEMFD(obj)->init_shared = value;
@@ -337,9 +343,7 @@ static bool gmem_get_kernel_model(Object *obj, Error **errp)
 
 static void gmem_set_kernel_model(Object *obj, bool value, Error **errp)
 {
-    if (host_memory_backend_mr_inited(MEMORY_BACKEND(obj))) {
-        error_setg(errp, "cannot change property 'kernel-model' of %s",
-                   TYPE_MEMORY_BACKEND_GUEST_MEMFD);
+    if (!gmem_property_settable(obj, "kernel-model", errp)) {
         return;
     }
     MEMORY_BACKEND_GUEST_MEMFD(obj)->kernel_model = value;
@@ -352,9 +356,7 @@ static bool gmem_get_simulated_pool(Object *obj, Error **errp)
 
 static void gmem_set_simulated_pool(Object *obj, bool value, Error **errp)
 {
-    if (host_memory_backend_mr_inited(MEMORY_BACKEND(obj))) {
-        error_setg(errp, "cannot change property 'x-simulated-pool' of %s",
-                   TYPE_MEMORY_BACKEND_GUEST_MEMFD);
+    if (!gmem_property_settable(obj, "x-simulated-pool", errp)) {
         return;
     }
     MEMORY_BACKEND_GUEST_MEMFD(obj)->simulated_pool = value;

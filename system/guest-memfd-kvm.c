@@ -19,30 +19,12 @@
 #include "exec/ramblock.h"
 #include "system/guest-memfd.h"
 #include "system/guest-memfd-kvm.h"
+#include "system/guest-memfd-kvm-plan.h"
 #include "system/guest-memfd-uapi.h"
 #include "trace.h"
 
-typedef enum GmemHugeVariant {
-    GMEM_HUGE_NONE,         /* mainline: 4 KiB folios only */
-    GMEM_HUGE_WIP,          /* flag + page_order byte */
-    GMEM_HUGE_RFC2,         /* flag + log2 size in flags[58:63] */
-} GmemHugeVariant;
-
-typedef enum GmemConvertVariant {
-    GMEM_CONVERT_NONE,      /* no in-place conversion */
-    GMEM_CONVERT_V8,        /* KVM_SET_MEMORY_ATTRIBUTES2 on the gmem fd */
-    GMEM_CONVERT_RFC2,      /* KVM_GMEM_CONVERT_{SHARED,PRIVATE} */
-} GmemConvertVariant;
-
-typedef struct GmemKvmCaps {
-    bool probed;
-    bool gmem;
-    uint64_t flags;         /* valid creation flags */
-    GmemHugeVariant huge;
-    GmemConvertVariant convert;
-} GmemKvmCaps;
-
-static GmemKvmCaps caps;
+static GuestMemfdKvmCaps caps;
+static bool probed;
 
 typedef struct GmemKvmBinding {
     uint64_t offset;
@@ -59,10 +41,10 @@ static void probe(void)
 {
     int ret;
 
-    if (caps.probed) {
+    if (probed) {
         return;
     }
-    caps.probed = true;
+    probed = true;
     caps.gmem = kvm_vm_check_extension(kvm_state, GMEM_CAP_GUEST_MEMFD) > 0;
     ret = kvm_vm_check_extension(kvm_state, GMEM_CAP_GUEST_MEMFD_FLAGS);
     caps.flags = ret > 0 ? ret : 0;
@@ -72,6 +54,10 @@ static void probe(void)
     } else if (kvm_vm_check_extension(kvm_state,
                                       GMEM_RFC2_CAP_CONVERSION) > 0) {
         caps.convert = GMEM_CONVERT_RFC2;
+    }
+    if (caps.convert == GMEM_CONVERT_RFC2) {
+        caps.rfc2_shared = kvm_vm_check_extension(
+            kvm_state, GMEM_RFC2_CAP_SHARED_MEM) > 0;
     }
     if (caps.convert == GMEM_CONVERT_RFC2 &&
         kvm_vm_check_extension(kvm_state, GMEM_RFC2_CAP_HUGETLB) > 0) {
@@ -171,8 +157,10 @@ GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
                                        bool init_shared, Error **errp)
 {
     struct gmem_create_with_order arg = { .size = size };
+    GuestMemfdKvmPlan plan;
+    uint64_t error_offset;
     GmemKvmFile *kf;
-    int fd;
+    int fd, ret;
 
     if (!kvm_enabled()) {
         error_setg(errp, "guest_memfd needs KVM (-accel kvm); to run without"
@@ -181,49 +169,11 @@ GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
         return NULL;
     }
     probe();
-    if (!caps.gmem || !(caps.flags & GMEM_FLAG_MMAP)) {
-        error_setg(errp, "this kernel has no mmap-able guest_memfd (Linux"
-                   " 6.18 or later is needed); add kernel-model=on to use the"
-                   " user-space model instead");
+    if (!guest_memfd_kvm_plan(&caps, page_size, init_shared, &plan, errp)) {
         return NULL;
     }
-    arg.flags = GMEM_FLAG_MMAP;
-    if (init_shared) {
-        if (!(caps.flags & GMEM_FLAG_INIT_SHARED)) {
-            error_setg(errp, "this kernel cannot create guest_memfd memory"
-                       " that starts shared; use init-shared=off");
-            return NULL;
-        }
-        arg.flags |= GMEM_FLAG_INIT_SHARED;
-    }
-    if (!init_shared && caps.convert == GMEM_CONVERT_NONE) {
-        error_setg(errp, "this kernel cannot convert guest_memfd pages in"
-                   " place, so memory that starts private could never be"
-                   " shared; use init-shared=on, or kernel-model=on to use"
-                   " the user-space model");
-        return NULL;
-    }
-    if (page_size > 4 * KiB) {
-        switch (caps.huge) {
-        case GMEM_HUGE_WIP:
-            arg.flags |= GMEM_WIP_FLAG_HUGETLB;
-            arg.page_order = page_size == 1 * GiB ? GMEM_WIP_ORDER_1G :
-                                                    GMEM_WIP_ORDER_2M;
-            break;
-        case GMEM_HUGE_RFC2:
-            arg.flags |= GMEM_RFC2_FLAG_HUGETLB |
-                         ((uint64_t)ctz64(page_size) <<
-                          GMEM_RFC2_HUGETLB_SHIFT);
-            break;
-        default:
-            error_setg(errp, "this kernel has no hugetlb guest_memfd, so"
-                       " pagesize=%" PRIu64 "M is not possible; use"
-                       " pagesize=4K, or kernel-model=on to use the"
-                       " user-space model of the 1 GiB guest_memfd kernel",
-                       page_size / MiB);
-            return NULL;
-        }
-    }
+    arg.flags = plan.flags;
+    arg.page_order = plan.page_order;
 
     fd = kvm_vm_ioctl(kvm_state, KVM_CREATE_GUEST_MEMFD, &arg);
     trace_guest_memfd_kvm_create(size, page_size, arg.flags, fd);
@@ -245,6 +195,15 @@ GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
     kf->f.page_size = page_size;
     kf->f.init_shared = init_shared;
     kf->f.fd = fd;
+    if (plan.share_after_create) {
+        ret = kvm_file_convert(&kf->f, 0, size, false, &error_offset);
+        if (ret) {
+            error_setg_errno(errp, -ret, "making the new guest_memfd shared"
+                             " failed at offset 0x%" PRIx64, error_offset);
+            kvm_file_close(&kf->f);
+            return NULL;
+        }
+    }
     return &kf->f;
 }
 

@@ -34,7 +34,10 @@
  * Proposed HugeTLB guest_memfd, RFC v2 (2025-05): flag bit 2 plus log2 of
  * the page size in bits 58-63 of "flags".
  */
+#define GMEM_RFC2_FLAG_SUPPORT_SHARED   (1ULL << 0)     /* = MMAP */
+#define GMEM_RFC2_FLAG_INIT_PRIVATE     (1ULL << 1)     /* not INIT_SHARED */
 #define GMEM_RFC2_FLAG_HUGETLB          (1ULL << 2)
+#define GMEM_RFC2_CAP_SHARED_MEM        240
 #define GMEM_RFC2_HUGETLB_SHIFT         58
 #define GMEM_RFC2_CAP_CONVERSION        241
 #define GMEM_RFC2_CAP_HUGETLB           242

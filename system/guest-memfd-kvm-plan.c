@@ -1,0 +1,101 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * How to create a guest_memfd on the kernel at hand: every decision
+ * between what the user asked for and what the kernel offers.
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qemu/host-utils.h"
+#include "qemu/units.h"
+#include "system/guest-memfd-kvm-plan.h"
+#include "system/guest-memfd-uapi.h"
+
+/* Huge folios: each proposal encodes the size its own way. */
+static bool plan_page_size(const GuestMemfdKvmCaps *caps, uint64_t page_size,
+                           GuestMemfdKvmPlan *plan, Error **errp)
+{
+    if (page_size == 4 * KiB) {
+        return true;
+    }
+    switch (caps->huge) {
+    case GMEM_HUGE_WIP:
+        plan->flags |= GMEM_WIP_FLAG_HUGETLB;
+        plan->page_order = page_size == 1 * GiB ? GMEM_WIP_ORDER_1G :
+                                                  GMEM_WIP_ORDER_2M;
+        return true;
+    case GMEM_HUGE_RFC2:
+        plan->flags |= GMEM_RFC2_FLAG_HUGETLB |
+                       ((uint64_t)ctz64(page_size) << GMEM_RFC2_HUGETLB_SHIFT);
+        return true;
+    default:
+        error_setg(errp, "this kernel has no hugetlb guest_memfd, so"
+                   " pagesize=%" PRIu64 "M is not possible; use"
+                   " pagesize=4K, or kernel-model=on to use the user-space"
+                   " model of the 1 GiB guest_memfd kernel", page_size / MiB);
+        return false;
+    }
+}
+
+/* The initial state of every page. */
+static bool plan_initial_state(const GuestMemfdKvmCaps *caps,
+                               bool init_shared, GuestMemfdKvmPlan *plan,
+                               Error **errp)
+{
+    bool converts = caps->convert != GMEM_CONVERT_NONE;
+
+    if (!init_shared) {
+        if (!converts) {
+            error_setg(errp, "this kernel cannot convert guest_memfd pages"
+                       " in place, so memory that starts private could"
+                       " never be shared; use init-shared=on, or"
+                       " kernel-model=on to use the user-space model");
+            return false;
+        }
+        /* RFC v2 starts shared unless told; later kernels the other way. */
+        if (caps->huge == GMEM_HUGE_RFC2) {
+            plan->flags |= GMEM_RFC2_FLAG_INIT_PRIVATE;
+        }
+        return true;
+    }
+    if (caps->huge == GMEM_HUGE_RFC2) {
+        return true;
+    }
+    if (plan->flags & GMEM_WIP_FLAG_HUGETLB) {
+        /* The 2025-12 branch refuses HUGETLB | INIT_SHARED. */
+        if (!converts) {
+            error_setg(errp, "this kernel creates hugetlb guest_memfd"
+                       " private and cannot convert it; use"
+                       " init-shared=off");
+            return false;
+        }
+        plan->share_after_create = true;
+        return true;
+    }
+    if (!(caps->flags & GMEM_FLAG_INIT_SHARED)) {
+        error_setg(errp, "this kernel cannot create guest_memfd memory that"
+                   " starts shared; use init-shared=off");
+        return false;
+    }
+    plan->flags |= GMEM_FLAG_INIT_SHARED;
+    return true;
+}
+
+bool guest_memfd_kvm_plan(const GuestMemfdKvmCaps *caps, uint64_t page_size,
+                          bool init_shared, GuestMemfdKvmPlan *plan,
+                          Error **errp)
+{
+    *plan = (GuestMemfdKvmPlan) { 0 };
+    if (!caps->gmem ||
+        !((caps->flags & GMEM_FLAG_MMAP) || caps->rfc2_shared)) {
+        error_setg(errp, "this kernel has no mmap-able guest_memfd (Linux"
+                   " 6.18 or later is needed); add kernel-model=on to use the"
+                   " user-space model instead");
+        return false;
+    }
+    /* QEMU maps the file: RFC v2's SUPPORT_SHARED is the same bit. */
+    plan->flags = GMEM_FLAG_MMAP;
+    return plan_page_size(caps, page_size, plan, errp) &&
+           plan_initial_state(caps, init_shared, plan, errp);
+}

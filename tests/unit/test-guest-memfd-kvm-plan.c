@@ -1,0 +1,180 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * Every decision of guest_memfd_kvm_plan(): what QEMU asks of each kernel
+ * it may meet, for each page size and initial state, and the error (with
+ * its fix) where the kernel cannot.  Only the mainline kernel runs here
+ * (in the lab); these pin down the paths no released kernel can run yet,
+ * confidential launches (memory that starts private) included.
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qemu/units.h"
+#include "system/guest-memfd-kvm-plan.h"
+#include "system/guest-memfd-uapi.h"
+
+/* Mainline 6.18+ on a default VM: mmap-able, may start shared. */
+static const GuestMemfdKvmCaps mainline = {
+    .gmem = true, .flags = GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED,
+};
+/* Mainline on a confidential VM type: mmap-able, always private. */
+static const GuestMemfdKvmCaps mainline_coco = {
+    .gmem = true, .flags = GMEM_FLAG_MMAP,
+};
+/* Before 6.18: guest_memfd that cannot be mapped. */
+static const GuestMemfdKvmCaps old_kernel = { .gmem = true };
+/* In-place conversion v8 and the 2025-12 HugeTLB branch. */
+static const GuestMemfdKvmCaps wip = {
+    .gmem = true,
+    .flags = GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED | GMEM_WIP_FLAG_HUGETLB,
+    .huge = GMEM_HUGE_WIP, .convert = GMEM_CONVERT_V8,
+};
+/* The 2025-12 HugeTLB branch without a conversion interface. */
+static const GuestMemfdKvmCaps wip_no_convert = {
+    .gmem = true,
+    .flags = GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED | GMEM_WIP_FLAG_HUGETLB,
+    .huge = GMEM_HUGE_WIP,
+};
+/* HugeTLB RFC v2 (2025-05), whose bit 1 means INIT_PRIVATE. */
+static const GuestMemfdKvmCaps rfc2 = {
+    .gmem = true, .rfc2_shared = true,
+    .huge = GMEM_HUGE_RFC2, .convert = GMEM_CONVERT_RFC2,
+};
+
+static GuestMemfdKvmPlan plan_ok(const GuestMemfdKvmCaps *caps,
+                                 uint64_t page_size, bool init_shared)
+{
+    GuestMemfdKvmPlan plan;
+
+    g_assert_true(guest_memfd_kvm_plan(caps, page_size, init_shared, &plan,
+                                       &error_abort));
+    return plan;
+}
+
+static void plan_refused(const GuestMemfdKvmCaps *caps, uint64_t page_size,
+                         bool init_shared, const char *error)
+{
+    GuestMemfdKvmPlan plan;
+    Error *err = NULL;
+
+    g_assert_false(guest_memfd_kvm_plan(caps, page_size, init_shared, &plan,
+                                        &err));
+    g_assert_nonnull(err);
+    if (!strstr(error_get_pretty(err), error)) {
+        g_error("expected \"%s\", got \"%s\"", error, error_get_pretty(err));
+    }
+    error_free(err);
+}
+
+static void test_mainline(void)
+{
+    GuestMemfdKvmPlan p = plan_ok(&mainline, 4 * KiB, true);
+
+    g_assert_cmphex(p.flags, ==, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
+    g_assert_cmpuint(p.page_order, ==, 0);
+    g_assert_false(p.share_after_create);
+
+    plan_refused(&mainline, 4 * KiB, false,
+                 "cannot convert guest_memfd pages in place, so memory that"
+                 " starts private could never be shared; use init-shared=on");
+    plan_refused(&mainline, 2 * MiB, true,
+                 "no hugetlb guest_memfd, so pagesize=2M is not possible;"
+                 " use pagesize=4K, or kernel-model=on");
+    plan_refused(&mainline, 1 * GiB, true, "pagesize=1024M is not possible");
+}
+
+static void test_old_kernels(void)
+{
+    const GuestMemfdKvmCaps none = { 0 };
+
+    plan_refused(&old_kernel, 4 * KiB, true,
+                 "no mmap-able guest_memfd (Linux 6.18 or later is needed);"
+                 " add kernel-model=on");
+    plan_refused(&none, 4 * KiB, true, "no mmap-able guest_memfd");
+}
+
+/*
+ * A confidential launch on mainline: memory must start private, which it
+ * can, but it could never become shared, and shared cannot be asked for.
+ */
+static void test_mainline_coco(void)
+{
+    plan_refused(&mainline_coco, 4 * KiB, false,
+                 "cannot convert guest_memfd pages in place");
+    plan_refused(&mainline_coco, 4 * KiB, true,
+                 "cannot create guest_memfd memory that starts shared; use"
+                 " init-shared=off");
+}
+
+/*
+ * A confidential launch with in-place conversion and 1 GiB pages: one
+ * file, private at creation, HugeTLB with the page order of the size.
+ */
+static void test_wip_private(void)
+{
+    GuestMemfdKvmPlan p = plan_ok(&wip, 1 * GiB, false);
+
+    g_assert_cmphex(p.flags, ==, GMEM_FLAG_MMAP | GMEM_WIP_FLAG_HUGETLB);
+    g_assert_cmpuint(p.page_order, ==, 18);
+    g_assert_false(p.share_after_create);
+
+    p = plan_ok(&wip, 2 * MiB, false);
+    g_assert_cmphex(p.flags, ==, GMEM_FLAG_MMAP | GMEM_WIP_FLAG_HUGETLB);
+    g_assert_cmpuint(p.page_order, ==, 9);
+
+    p = plan_ok(&wip, 4 * KiB, false);
+    g_assert_cmphex(p.flags, ==, GMEM_FLAG_MMAP);
+    g_assert_cmpuint(p.page_order, ==, 0);
+}
+
+/*
+ * The branch refuses HUGETLB | INIT_SHARED: a shared hugetlb file is
+ * created private and converted once; 4 KiB files start shared as usual.
+ */
+static void test_wip_shared(void)
+{
+    GuestMemfdKvmPlan p = plan_ok(&wip, 1 * GiB, true);
+
+    g_assert_cmphex(p.flags, ==, GMEM_FLAG_MMAP | GMEM_WIP_FLAG_HUGETLB);
+    g_assert_true(p.share_after_create);
+
+    p = plan_ok(&wip, 4 * KiB, true);
+    g_assert_cmphex(p.flags, ==, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
+    g_assert_false(p.share_after_create);
+
+    plan_refused(&wip_no_convert, 1 * GiB, true,
+                 "creates hugetlb guest_memfd private and cannot convert it;"
+                 " use init-shared=off");
+    plan_refused(&wip_no_convert, 1 * GiB, false,
+                 "cannot convert guest_memfd pages in place");
+}
+
+/* RFC v2: log2 of the size in bits 58-63, and bit 1 means private. */
+static void test_rfc2(void)
+{
+    GuestMemfdKvmPlan p = plan_ok(&rfc2, 1 * GiB, false);
+
+    g_assert_cmphex(p.flags, ==, 0x7800000000000007ULL);
+    p = plan_ok(&rfc2, 1 * GiB, true);
+    g_assert_cmphex(p.flags, ==, 0x7800000000000005ULL);
+    p = plan_ok(&rfc2, 2 * MiB, true);
+    g_assert_cmphex(p.flags, ==, 0x5400000000000005ULL);
+    p = plan_ok(&rfc2, 4 * KiB, false);
+    g_assert_cmphex(p.flags, ==, GMEM_RFC2_FLAG_SUPPORT_SHARED |
+                                 GMEM_RFC2_FLAG_INIT_PRIVATE);
+    g_assert_false(p.share_after_create);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/guest-memfd-kvm-plan/mainline", test_mainline);
+    g_test_add_func("/guest-memfd-kvm-plan/old-kernels", test_old_kernels);
+    g_test_add_func("/guest-memfd-kvm-plan/mainline-coco",
+                    test_mainline_coco);
+    g_test_add_func("/guest-memfd-kvm-plan/wip-private", test_wip_private);
+    g_test_add_func("/guest-memfd-kvm-plan/wip-shared", test_wip_shared);
+    g_test_add_func("/guest-memfd-kvm-plan/rfc2", test_rfc2);
+    return g_test_run();
+}
