@@ -56,6 +56,16 @@ struct HostMemoryBackendGuestMemfdClass {
     void (*parent_complete)(UserCreatable *uc, Error **errp);
 };
 
+/*
+ * Only this backend creates in-place guest_memfd RAM, so the owner of such
+ * a region is one of these: no type lookup on the memory API's path.
+ */
+GuestMemfdRegion *guest_memfd_backend_region(Object *backend)
+{
+    return container_of(backend, HostMemoryBackendGuestMemfd,
+                        parent_obj.parent)->region;
+}
+
 static bool gmem_init_shared(HostMemoryBackendGuestMemfd *g)
 {
     MachineState *ms = MACHINE(qdev_get_machine());

@@ -200,17 +200,19 @@ bool guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
     return false;
 }
 
+/*
+ * Without the lock: the memory API asks on every access to guest_memfd RAM.
+ * The bitmap never moves; a word read while a conversion rewrites it is
+ * either its old or its new value, as if the access came just before or
+ * just after the conversion.
+ */
 bool guest_memfd_state_any_private(GuestMemfdState *s, uint64_t offset,
                                    uint64_t len)
 {
     uint64_t first = offset / GUEST_MEMFD_PAGE_SIZE;
     uint64_t last = (offset + len - 1) / GUEST_MEMFD_PAGE_SIZE;
-    bool any;
 
-    qemu_mutex_lock(&s->lock);
-    any = find_next_zero_bit(s->shared, last + 1, first) <= last;
-    qemu_mutex_unlock(&s->lock);
-    return any;
+    return find_next_zero_bit(s->shared, last + 1, first) <= last;
 }
 
 bool guest_memfd_state_next_run(GuestMemfdState *s, uint64_t *offset,

@@ -159,16 +159,13 @@ bool guest_memfd_page_is_private(GuestMemfdRegion *r, uint64_t offset)
                                          GUEST_MEMFD_PAGE_SIZE);
 }
 
-bool guest_memfd_access_denied(MemoryRegion *mr, hwaddr offset, hwaddr len)
+bool guest_memfd_range_has_private(MemoryRegion *mr, hwaddr offset,
+                                   hwaddr len)
 {
-    GuestMemfdRegion *r;
+    GuestMemfdRegion *r = guest_memfd_backend_region(mr->owner);
     bool denied;
 
-    if (likely(!qatomic_read(&nr_regions)) || !len) {
-        return false;
-    }
-    r = guest_memfd_region_find(mr);
-    if (!r || offset >= r->state.file->size) {
+    if (!r || !len || offset >= r->state.file->size) {
         return false;
     }
     len = MIN(len, r->state.file->size - offset);

@@ -58,8 +58,11 @@ bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,
 
 /*
  * guest_memfd_access_denied(), the memory API's guard on private pages, is
- * declared in exec/memory.h, whose inline fast path calls it.
+ * declared in exec/memory.h, whose inline fast path calls it.  The region
+ * of in-place guest_memfd RAM is found from the region's owner, the
+ * backend (NULL until the backend has registered it).
  */
+GuestMemfdRegion *guest_memfd_backend_region(Object *backend);
 
 /*
  * RamDiscardManager of the backend's RAM (VFIO and other listeners):
