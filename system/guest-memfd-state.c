@@ -16,12 +16,18 @@
 #include "qapi/error.h"
 #include "qemu/bitmap.h"
 #include "qemu/host-utils.h"
+#include "qemu/lockable.h"
 #include "system/guest-memfd-state.h"
 #include "trace.h"
 
 /* Retries after -EAGAIN, and the first delay (doubled each time). */
 #define CONVERT_RETRIES         5
 #define CONVERT_RETRY_DELAY_US  50
+
+typedef struct StateMapping {
+    uint64_t offset;
+    uint64_t len;
+} StateMapping;
 
 /* Record that [first, first + n) pages now have state @shared. */
 static void state_set(GuestMemfdState *s, uint64_t first, uint64_t n,
@@ -68,6 +74,7 @@ void guest_memfd_state_init(GuestMemfdState *s, GuestMemfdFile *file,
     s->folio_shift = ctz64(file->page_size / GUEST_MEMFD_PAGE_SIZE);
     s->shared = bitmap_new(s->pages);
     s->folio_shared = g_new0(uint32_t, file->size / file->page_size);
+    s->mappings = g_array_new(false, false, sizeof(StateMapping));
     qemu_mutex_init(&s->lock);
     if (file->init_shared) {
         state_set(s, 0, s->pages, true);
@@ -77,18 +84,49 @@ void guest_memfd_state_init(GuestMemfdState *s, GuestMemfdFile *file,
 void guest_memfd_state_destroy(GuestMemfdState *s)
 {
     qemu_mutex_destroy(&s->lock);
+    g_array_free(s->mappings, true);
     g_free(s->shared);
     g_free(s->folio_shared);
     g_free(s->name);
 }
 
-/* One kernel call; updates the bitmap for what it converted. */
+/* The first page in [offset, end) that QEMU maps, or end. */
+static uint64_t state_first_mapped(GuestMemfdState *s, uint64_t offset,
+                                   uint64_t end)
+{
+    uint64_t first = end;
+
+    for (guint i = 0; i < s->mappings->len; i++) {
+        StateMapping *m = &g_array_index(s->mappings, StateMapping, i);
+
+        if (m->offset < end && offset < m->offset + m->len) {
+            first = MIN(first, MAX(offset, QEMU_ALIGN_DOWN(
+                                       m->offset, GUEST_MEMFD_PAGE_SIZE)));
+        }
+    }
+    return first;
+}
+
+/*
+ * One kernel call; updates the bitmap for what it converted.  A page QEMU
+ * maps stops a conversion to private before the kernel is asked, as one
+ * the kernel sees referenced would.
+ */
 static int state_kernel_convert(GuestMemfdState *s, uint64_t offset,
                                 uint64_t size, bool to_private,
                                 uint64_t *error_offset)
 {
     int ret;
 
+    if (to_private) {
+        uint64_t mapped = state_first_mapped(s, offset, offset + size);
+
+        if (mapped < offset + size) {
+            *error_offset = mapped;
+            trace_guest_memfd_convert_mapped(s->name, offset, size, mapped);
+            return -EAGAIN;
+        }
+    }
     s->counters.kernel_calls++;
     ret = guest_memfd_convert(s->file, offset, size, to_private,
                               error_offset);
@@ -198,6 +236,34 @@ bool guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
                          to_private ? "private" : "shared", cur - offset);
     }
     return false;
+}
+
+bool guest_memfd_state_map(GuestMemfdState *s, uint64_t offset,
+                           uint64_t len)
+{
+    StateMapping m = { .offset = offset, .len = len };
+
+    QEMU_LOCK_GUARD(&s->lock);
+    if (guest_memfd_state_any_private(s, offset, len)) {
+        return false;
+    }
+    g_array_append_val(s->mappings, m);
+    return true;
+}
+
+void guest_memfd_state_unmap(GuestMemfdState *s, uint64_t offset,
+                             uint64_t len)
+{
+    QEMU_LOCK_GUARD(&s->lock);
+    for (guint i = 0; i < s->mappings->len; i++) {
+        StateMapping *m = &g_array_index(s->mappings, StateMapping, i);
+
+        if (m->offset == offset && m->len == len) {
+            g_array_remove_index_fast(s->mappings, i);
+            return;
+        }
+    }
+    g_assert_not_reached();
 }
 
 /*

@@ -159,6 +159,30 @@ bool guest_memfd_page_is_private(GuestMemfdRegion *r, uint64_t offset)
                                          GUEST_MEMFD_PAGE_SIZE);
 }
 
+bool guest_memfd_map_ref(MemoryRegion *mr, hwaddr offset, hwaddr len)
+{
+    GuestMemfdRegion *r = guest_memfd_backend_region(mr->owner);
+    bool mapped;
+
+    if (!r || !len) {
+        return true;
+    }
+    mapped = guest_memfd_state_map(&r->state, offset, len);
+    if (!mapped) {
+        trace_guest_memfd_access_denied(r->state.name, offset, len);
+    }
+    return mapped;
+}
+
+void guest_memfd_map_unref(MemoryRegion *mr, hwaddr offset, hwaddr len)
+{
+    GuestMemfdRegion *r = guest_memfd_backend_region(mr->owner);
+
+    if (r && len) {
+        guest_memfd_state_unmap(&r->state, offset, len);
+    }
+}
+
 bool guest_memfd_range_has_private(MemoryRegion *mr, hwaddr offset,
                                    hwaddr len)
 {

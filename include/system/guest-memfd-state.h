@@ -39,6 +39,12 @@ typedef struct GuestMemfdState {
     uint64_t shared_pages;
     uint64_t folios_with_shared;
     GuestMemfdCounters counters;
+    /*
+     * Ranges QEMU itself maps (address_space_map(): DMA in flight): like
+     * the kernel's references, they keep their pages from becoming
+     * private until they are unmapped.
+     */
+    GArray *mappings;
     /* Called, with the lock held, when "some page is private" flips. */
     void (*private_changed)(void *opaque);
     void *opaque;
@@ -69,6 +75,16 @@ bool guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
 /* Is any page of [offset, offset + len) private?  (len > 0, in range) */
 bool guest_memfd_state_any_private(GuestMemfdState *s, uint64_t offset,
                                    uint64_t len);
+/*
+ * QEMU maps [offset, offset + len) of the file: false (nothing recorded)
+ * if a page of it is private.  Until the matching unmap, converting any of
+ * its pages to private fails as the kernel fails on a referenced page
+ * (-EAGAIN, the pages in front of it converted).
+ */
+bool guest_memfd_state_map(GuestMemfdState *s, uint64_t offset,
+                           uint64_t len);
+void guest_memfd_state_unmap(GuestMemfdState *s, uint64_t offset,
+                             uint64_t len);
 bool guest_memfd_state_has_private(GuestMemfdState *s);
 /*
  * Find the first run of pages with state @shared in [*offset, end): set

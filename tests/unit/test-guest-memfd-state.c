@@ -123,6 +123,53 @@ static void test_pinned_progress(void)
     guest_memfd_close(f);
 }
 
+/*
+ * Pages QEMU maps (DMA in flight) stay shared like pages the kernel sees
+ * referenced: the pages in front convert, the rest waits for the unmap,
+ * and the kernel is not asked about the mapped page.  A private page
+ * cannot be mapped.
+ */
+static void test_mapped_progress(void)
+{
+    GuestMemfdFile *f = model_file(4 * MiB, 2 * MiB, true);
+    GuestMemfdState s;
+    Error *err = NULL;
+    uint64_t done = 0;
+
+    guest_memfd_state_init(&s, f, "t");
+    g_assert_true(guest_memfd_state_map(&s, 10 * PAGE + 100, 3 * PAGE));
+    g_assert_true(guest_memfd_state_map(&s, 10 * PAGE + 100, 3 * PAGE));
+    g_assert_false(guest_memfd_state_convert(&s, 4 * PAGE, 16 * PAGE, true,
+                                             &done, &err));
+    g_assert(strstr(error_get_pretty(err), "still referenced"));
+    error_free(err);
+    err = NULL;
+    g_assert_cmpuint(done, ==, 6 * PAGE);
+    g_assert_cmpuint(s.counters.kernel_calls, ==, 1);
+    g_assert(guest_memfd_state_any_private(&s, 9 * PAGE, PAGE));
+    g_assert_false(guest_memfd_state_any_private(&s, 10 * PAGE, 10 * PAGE));
+    g_assert_false(guest_memfd_state_map(&s, 8 * PAGE, 3 * PAGE));
+    assert_agrees(&s);
+
+    /* One of the two mappings gone: still mapped. */
+    guest_memfd_state_unmap(&s, 10 * PAGE + 100, 3 * PAGE);
+    g_assert_false(guest_memfd_state_convert(&s, 10 * PAGE, PAGE, true,
+                                             &done, &err));
+    error_free(err);
+    guest_memfd_state_unmap(&s, 10 * PAGE + 100, 3 * PAGE);
+    g_assert(guest_memfd_state_convert(&s, 4 * PAGE, 16 * PAGE, true, &done,
+                                       &error_abort));
+    g_assert_cmpuint(done, ==, 16 * PAGE);
+    assert_agrees(&s);
+    /* To shared is never held back. */
+    g_assert_true(guest_memfd_state_map(&s, 0, PAGE));
+    g_assert(guest_memfd_state_convert(&s, 0, 8 * PAGE, false, NULL,
+                                       &error_abort));
+    guest_memfd_state_unmap(&s, 0, PAGE);
+    guest_memfd_state_destroy(&s);
+    guest_memfd_close(f);
+}
+
 /* A kernel error other than -EAGAIN fails at once and changes nothing. */
 static void test_split_failure(void)
 {
@@ -237,6 +284,8 @@ int main(int argc, char **argv)
     g_test_add_func("/guest-memfd-state/folio-counters", test_folio_counters);
     g_test_add_func("/guest-memfd-state/pinned-progress",
                     test_pinned_progress);
+    g_test_add_func("/guest-memfd-state/mapped-progress",
+                    test_mapped_progress);
     g_test_add_func("/guest-memfd-state/split-failure", test_split_failure);
     g_test_add_func("/guest-memfd-state/bad-ranges", test_bad_ranges);
     g_test_add_func("/guest-memfd-state/private-changed",
