@@ -277,6 +277,51 @@ static void test_hmp(void)
     qtest_quit(qts);
 }
 
+/*
+ * Monitor commands that read guest memory refuse a private page and say
+ * so, instead of reporting success with bytes they never read: QMP
+ * pmemsave and memsave, HMP xp.  The shared page beside it reads.
+ */
+static void test_monitor_reads(void)
+{
+    QTestState *qts = qtest_init("-machine q35,memory-backend=mem0 -m 64M"
+                                 " -object " MODEL ",id=mem0,size=64M");
+    g_autofree char *path = g_strdup_printf("%s/gmem-pmemsave-%d",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *out = NULL;
+    const uint64_t gpa = 0x200000;
+    QDict *resp;
+
+    qtest_writeq(qts, gpa, 0x1122334455667788ULL);
+    qtest_qmp_assert_success(qts, "{'execute': 'x-guest-memfd-convert',"
+                             " 'arguments': {'gpa': %" PRIu64 ", 'size':"
+                             " 4096, 'private': true}}", gpa + 4096);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'pmemsave', 'arguments':"
+                             " {'val': %" PRIu64 ", 'size': 4096,"
+                             " 'filename': %s}}", gpa, path);
+    resp = qtest_qmp(qts, "{'execute': 'pmemsave', 'arguments':"
+                     " {'val': %" PRIu64 ", 'size': 8192, 'filename': %s}}",
+                     gpa, path);
+    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
+                    "cannot read guest memory at 0x201000"));
+    qobject_unref(resp);
+    /* Real mode: virtual addresses are physical. */
+    resp = qtest_qmp(qts, "{'execute': 'memsave', 'arguments':"
+                     " {'val': %" PRIu64 ", 'size': 4096, 'filename': %s}}",
+                     gpa + 4096, path);
+    g_assert(qdict_haskey(resp, "error"));
+    qobject_unref(resp);
+
+    out = qtest_hmp(qts, "xp /1gx 0x200000");
+    g_assert(strstr(out, "1122334455667788"));
+    g_free(out);
+    out = qtest_hmp(qts, "xp /1gx 0x201000");
+    g_assert(strstr(out, "Cannot access memory"));
+    unlink(path);
+    qtest_quit(qts);
+}
+
 static const char *migrate_to_file(QTestState *qts, const char *path)
 {
     g_autofree char *uri = g_strdup_printf("file:%s", path);
@@ -410,6 +455,8 @@ int main(int argc, char **argv)
     qtest_add_func("/guest-memfd/backend/numa-memdev", test_numa_memdev);
     qtest_add_func("/guest-memfd/backend/pc-dimm", test_pc_dimm);
     qtest_add_func("/guest-memfd/backend/hmp", test_hmp);
+    qtest_add_func("/guest-memfd/backend/monitor-reads",
+                   test_monitor_reads);
     qtest_add_func("/guest-memfd/backend/migration", test_migration);
     qtest_add_func("/guest-memfd/backend/dump-skips-private",
                    test_dump_skips_private);

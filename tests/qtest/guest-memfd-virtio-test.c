@@ -1,0 +1,291 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * A virtio device on in-place guest_memfd RAM whose guest converts the
+ * pages the device uses to private: the descriptor table, the available
+ * ring, a data buffer, the used ring, before a kick and while a request
+ * is in flight.  QEMU must stay up and never touch a private page (under
+ * qtest the model makes private pages inaccessible in QEMU's mapping, so
+ * an unguarded access kills QEMU and fails the test), the device reports
+ * an error or waits, and converting back lets it work again.
+ *
+ * The device is virtio-blk on a null-co disk that reads zeroes, with a
+ * one-second latency for the in-flight cases.
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/units.h"
+#include "libqtest.h"
+#include "libqos/libqos-malloc.h"
+#include "libqos/malloc-pc.h"
+#include "libqos/pci-pc.h"
+#include "libqos/virtio-pci.h"
+#include "libqos/virtio.h"
+#include "standard-headers/linux/virtio_blk.h"
+#include "standard-headers/linux/virtio_config.h"
+#include "standard-headers/linux/virtio_ring.h"
+#include "guest-memfd-qtest.h"
+
+#define PAGE 4096
+#define TIMEOUT_US (10 * 1000 * 1000)
+
+typedef struct Blk {
+    QTestState *qts;
+    QGuestAllocator alloc;
+    QPCIBus *bus;
+    QVirtioPCIDevice *dev;
+    QVirtQueue *vq;
+    /* One read request: header, 512-byte data buffer, status byte. */
+    uint64_t hdr, data, status;
+} Blk;
+
+static void blk_setup_queue(Blk *b)
+{
+    QVirtioDevice *vdev = &b->dev->vdev;
+    uint64_t features;
+
+    qvirtio_start_device(vdev);
+    features = qvirtio_get_features(vdev) &
+               ~(QVIRTIO_F_BAD_FEATURE | (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
+                 (1ULL << VIRTIO_RING_F_EVENT_IDX) |
+                 (1ULL << VIRTIO_BLK_F_SCSI));
+    qvirtio_set_features(vdev, features);
+    b->vq = qvirtqueue_setup(vdev, &b->alloc, 0);
+    qvirtio_set_driver_ok(vdev);
+}
+
+static void blk_start(Blk *b, uint64_t latency_ns)
+{
+    b->qts = qtest_initf("-machine q35,memory-backend=mem0 -m 64M"
+                         " -object memory-backend-guest-memfd,id=mem0,"
+                         "size=64M,kernel-model=on"
+                         " -blockdev driver=null-co,node-name=disk,size=1048576,"
+                         "read-zeroes=on,latency-ns=%" PRIu64
+                         " -device virtio-blk-pci,drive=disk,addr=04.0",
+                         latency_ns);
+    pc_alloc_init(&b->alloc, b->qts, ALLOC_NO_FLAGS);
+    b->bus = qpci_new_pc(b->qts, &b->alloc);
+    b->dev = virtio_pci_new(b->bus, &(QPCIAddress) {
+        .devfn = QPCI_DEVFN(4, 0) });
+    g_assert(b->dev);
+    qvirtio_pci_device_enable(b->dev);
+    blk_setup_queue(b);
+    /* Each on a page of its own, so that each can be made private. */
+    b->hdr = guest_alloc(&b->alloc, PAGE);
+    b->data = guest_alloc(&b->alloc, PAGE);
+    b->status = guest_alloc(&b->alloc, PAGE);
+    g_assert_cmphex(b->vq->desc / PAGE, !=, b->vq->avail / PAGE);
+    g_assert_cmphex(b->vq->avail / PAGE, !=, b->vq->used / PAGE);
+}
+
+static void blk_stop(Blk *b)
+{
+    qvirtqueue_cleanup(b->dev->vdev.bus, b->vq, &b->alloc);
+    qos_object_destroy(&b->dev->obj);
+    qpci_free_pc(b->bus);
+    alloc_destroy(&b->alloc);
+    qtest_quit(b->qts);
+}
+
+/* Queue a read of sector 0 and kick; returns its head descriptor. */
+static uint32_t blk_read(Blk *b)
+{
+    uint32_t head;
+
+    qtest_writel(b->qts, b->hdr, VIRTIO_BLK_T_IN);
+    qtest_writel(b->qts, b->hdr + 4, 0);
+    qtest_writeq(b->qts, b->hdr + 8, 0);
+    qtest_memset(b->qts, b->data, 0xaa, 512);
+    qtest_writeb(b->qts, b->status, 0xff);
+    head = qvirtqueue_add(b->qts, b->vq, b->hdr, 16, false, true);
+    qvirtqueue_add(b->qts, b->vq, b->data, 512, true, true);
+    qvirtqueue_add(b->qts, b->vq, b->status, 1, true, false);
+    qvirtqueue_kick(b->qts, &b->dev->vdev, b->vq, head);
+    return head;
+}
+
+/* The request completed: status OK, the data buffer holds the zeroes. */
+static void blk_completed(Blk *b, uint32_t head)
+{
+    qvirtio_wait_used_elem(b->qts, &b->dev->vdev, b->vq, head, NULL,
+                           TIMEOUT_US);
+    g_assert_cmpuint(qtest_readb(b->qts, b->status), ==, VIRTIO_BLK_S_OK);
+    g_assert_cmphex(qtest_readq(b->qts, b->data), ==, 0);
+    g_assert_cmphex(qtest_readq(b->qts, b->data + 504), ==, 0);
+}
+
+static bool convert(Blk *b, uint64_t gpa, bool private)
+{
+    QDict *resp = qtest_qmp(b->qts, "{'execute': 'x-guest-memfd-convert',"
+                            " 'arguments': {'gpa': %" PRIu64 ", 'size': %d,"
+                            " 'private': %i}}", gpa & ~(uint64_t)(PAGE - 1),
+                            PAGE, private);
+    bool ok = !qdict_haskey(resp, "error");
+
+    qobject_unref(resp);
+    return ok;
+}
+
+static uint8_t blk_status(Blk *b)
+{
+    return b->dev->vdev.bus->get_status(&b->dev->vdev);
+}
+
+/* QEMU still answers, and the device is where the test expects it. */
+static void assert_alive(Blk *b)
+{
+    QDict *resp = qtest_qmp(b->qts, "{'execute': 'query-status'}");
+
+    g_assert(qdict_haskey(resp, "return"));
+    qobject_unref(resp);
+}
+
+/* Give the device time to (not) act on a kick. */
+static void settle(Blk *b)
+{
+    for (int i = 0; i < 20; i++) {
+        assert_alive(b);
+        g_usleep(5000);
+    }
+}
+
+/* A fresh driver after the device asked for a reset. */
+static void blk_reset(Blk *b)
+{
+    qvirtqueue_cleanup(b->dev->vdev.bus, b->vq, &b->alloc);
+    blk_setup_queue(b);
+}
+
+static void test_works(void)
+{
+    Blk b;
+
+    blk_start(&b, 0);
+    blk_completed(&b, blk_read(&b));
+    blk_completed(&b, blk_read(&b));
+    blk_stop(&b);
+}
+
+/*
+ * A private page the device must read (descriptor table) or write (data
+ * buffer) at the kick: the device reports NEEDS_RESET; converted back and
+ * reset, it works.
+ */
+static void kick_with_private(uint64_t (*page)(Blk *b))
+{
+    Blk b;
+
+    blk_start(&b, 0);
+    blk_completed(&b, blk_read(&b));
+
+    /* Queue the request, make the page private, then kick. */
+    g_assert_true(convert(&b, page(&b), true));
+    blk_read(&b);
+    settle(&b);
+    g_assert_cmphex(blk_status(&b) & VIRTIO_CONFIG_S_NEEDS_RESET, ==,
+                    VIRTIO_CONFIG_S_NEEDS_RESET);
+
+    g_assert_true(convert(&b, page(&b), false));
+    blk_reset(&b);
+    blk_completed(&b, blk_read(&b));
+    blk_stop(&b);
+}
+
+static uint64_t desc_page(Blk *b)
+{
+    return b->vq->desc;
+}
+
+static uint64_t data_page(Blk *b)
+{
+    return b->data;
+}
+
+static void test_private_desc(void)
+{
+    kick_with_private(desc_page);
+}
+
+static void test_private_data(void)
+{
+    kick_with_private(data_page);
+}
+
+/*
+ * The available ring private: the device cannot see the request, and
+ * waits; once shared again, the next kick finds it.
+ */
+static void test_private_avail(void)
+{
+    Blk b;
+    uint32_t head;
+
+    blk_start(&b, 0);
+    g_assert_true(convert(&b, b.vq->avail, true));
+    head = blk_read(&b);          /* the test's own avail writes fail too */
+    settle(&b);
+    g_assert_cmphex(blk_status(&b) & VIRTIO_CONFIG_S_NEEDS_RESET, ==, 0);
+    g_assert_true(convert(&b, b.vq->avail, false));
+    blk_reset(&b);
+    head = blk_read(&b);
+    blk_completed(&b, head);
+    blk_stop(&b);
+}
+
+/*
+ * The used ring private: the device cannot report the completion; QEMU
+ * stays up, and after a reset the device works again.
+ */
+static void test_private_used(void)
+{
+    Blk b;
+
+    blk_start(&b, 0);
+    g_assert_true(convert(&b, b.vq->used, true));
+    blk_read(&b);
+    settle(&b);
+    g_assert_cmpuint(qtest_readb(b.qts, b.status), ==, VIRTIO_BLK_S_OK);
+    g_assert_true(convert(&b, b.vq->used, false));
+    blk_reset(&b);
+    blk_completed(&b, blk_read(&b));
+    blk_stop(&b);
+}
+
+/*
+ * While the request is in flight (one second on the disk) its data buffer
+ * is mapped: it cannot become private, as a page the kernel sees
+ * referenced could not.  Once the request completes, it can.
+ */
+static void test_in_flight(void)
+{
+    Blk b;
+    uint32_t head;
+    QDict *resp;
+
+    blk_start(&b, 1000 * 1000 * 1000);
+    head = blk_read(&b);
+    resp = qtest_qmp(b.qts, "{'execute': 'x-guest-memfd-convert',"
+                     " 'arguments': {'gpa': %" PRIu64 ", 'size': %d,"
+                     " 'private': true}}", b.data, PAGE);
+    g_assert(qdict_haskey(resp, "error"));
+    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
+                    "still referenced"));
+    qobject_unref(resp);
+    blk_completed(&b, head);
+    g_assert_true(convert(&b, b.data, true));
+    g_assert_true(convert(&b, b.data, false));
+    blk_stop(&b);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    qtest_add_func("/guest-memfd/virtio-blk/works", test_works);
+    qtest_add_func("/guest-memfd/virtio-blk/private-desc", test_private_desc);
+    qtest_add_func("/guest-memfd/virtio-blk/private-avail",
+                   test_private_avail);
+    qtest_add_func("/guest-memfd/virtio-blk/private-data", test_private_data);
+    qtest_add_func("/guest-memfd/virtio-blk/private-used", test_private_used);
+    qtest_add_func("/guest-memfd/virtio-blk/in-flight", test_in_flight);
+    return g_test_run();
+}
