@@ -679,24 +679,42 @@ static void unmap_range(ModelFile *mf, uint64_t first, uint64_t n)
     }
 }
 
-/* Only 4 KiB backing can protect single pages of QEMU's mapping. */
-static void protect_view(ModelFile *mf, uint64_t first, uint64_t n,
-                         bool private)
-{
-    if (!mf->host_view || mf->real) {
-        return;
-    }
-    mprotect(mf->host_view + (first << MODEL_PAGE_SHIFT),
-             n << MODEL_PAGE_SHIFT,
-             private ? PROT_NONE : PROT_READ | PROT_WRITE);
-}
-
 static bool range_is(ModelFile *mf, uint64_t first, uint64_t n, bool shared)
 {
     uint64_t end = first + n;
 
     return (shared ? find_next_zero_bit(mf->shared, end, first)
                    : find_next_bit(mf->shared, end, first)) >= end;
+}
+
+/*
+ * Private pages become inaccessible in QEMU's mapping (the host view), so
+ * that an access the memory API failed to refuse kills the test.  A 4 KiB
+ * backing protects single pages.  A hugetlb mapping changes protection a
+ * whole huge page at a time: a huge page is inaccessible once all of it is
+ * private, and a private page beside shared ones stays reachable (tests
+ * that need every private page out of reach use the simulated pool).
+ */
+static void protect_view(ModelFile *mf, uint64_t first, uint64_t n,
+                         bool private)
+{
+    uint64_t hp = mf->parent.page_size;
+
+    if (!mf->host_view) {
+        return;
+    }
+    if (!mf->real) {
+        mprotect(mf->host_view + (first << MODEL_PAGE_SHIFT),
+                 n << MODEL_PAGE_SHIFT,
+                 private ? PROT_NONE : PROT_READ | PROT_WRITE);
+        return;
+    }
+    for (uint64_t f = first / mf->ppf; f <= (first + n - 1) / mf->ppf; f++) {
+        bool all_private = range_is(mf, f * mf->ppf, mf->ppf, false);
+
+        mprotect(mf->host_view + f * hp, hp,
+                 all_private ? PROT_NONE : PROT_READ | PROT_WRITE);
+    }
 }
 
 static bool check_range(GuestMemfdFile *f, uint64_t offset, uint64_t size)
