@@ -67,6 +67,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/lockable.h"
 #include "qapi/error.h"
 #include "qemu/bitmap.h"
 #include "qemu/bitops.h"
@@ -133,8 +134,11 @@ typedef struct ModelFile {
     GuestMemfdModelStats ev;        /* event counters */
 } ModelFile;
 
-/* GMutex, not QemuMutex: the model also runs in tests without QOM. */
-static GMutex model_lock;
+/*
+ * One lock for all of the model: its files share the pools, as the
+ * kernel's guest_memfd files share the hugetlb pool.
+ */
+static QemuMutex model_lock;
 static ModelPool pools[3] = {
     { .id = 0, .page_size = 4 * KiB },
     { .id = 1, .page_size = 2 * MiB },
@@ -143,9 +147,12 @@ static ModelPool pools[3] = {
 static GHashTable *stash;           /* "physical address" -> folio size */
 static unsigned faults[GMEM_MODEL_FAULT__MAX];
 
-#define MODEL_LOCK_GUARD() \
-    g_autoptr(GMutexLocker) model_locker G_GNUC_UNUSED = \
-        g_mutex_locker_new(&model_lock)
+#define MODEL_LOCK_GUARD() QEMU_LOCK_GUARD(&model_lock)
+
+static void __attribute__((constructor)) model_lock_init(void)
+{
+    qemu_mutex_init(&model_lock);
+}
 
 static ModelFile *model_file(GuestMemfdFile *f)
 {

@@ -108,6 +108,8 @@ GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,
 void guest_memfd_region_set_mr(GuestMemfdRegion *r, MemoryRegion *mr)
 {
     r->mr = mr;
+    /* The memory API's inline check reads the page state from here. */
+    mr->guest_memfd_shared = r->state.shared;
 }
 
 void guest_memfd_region_free(GuestMemfdRegion *r)

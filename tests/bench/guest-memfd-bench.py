@@ -16,6 +16,8 @@ import ctypes
 import json
 import os
 import platform
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -490,6 +492,91 @@ def table_startup(t, res, args):
         t.note(n)
 
 
+# Memory-API guard: instructions per 8-byte address_space_read(), counted
+# by valgrind's callgrind (exact and repeatable: no timer involved).
+GUARD_READS = 2000
+GUARD_BACKEND = ['-machine', 'memory-backend=mem0', '-object',
+                 'memory-backend-guest-memfd,id=mem0,size=64M,'
+                 'kernel-model=on,init-shared=on']
+GUARD_CONFIGS = (
+    # key, label, extra QEMU arguments, guest-physical address read
+    ('ram', '(a) RAM, no guest_memfd backend', [], 0x100000),
+    ('gmem', '(b) guest_memfd RAM, page shared', GUARD_BACKEND, 0x100000),
+    ('mmio-plain', '(c0) MMIO (HPET), no guest_memfd backend', [],
+     0xfed00000),
+    ('mmio', '(c) MMIO (HPET), guest_memfd backend present', GUARD_BACKEND,
+     0xfed00000),
+)
+
+
+def guard_instructions(qemu, extra, addr):
+    """Instructions inside address_space_read_full() per qtest 8-byte read,
+    or a string saying why there is no figure."""
+    if not shutil.which('valgrind'):
+        return 'valgrind is not installed'
+    with tempfile.TemporaryDirectory(prefix='gmem-guard-') as tmp:
+        out = os.path.join(tmp, 'callgrind.out')
+        proc = subprocess.Popen(
+            ['valgrind', '--tool=callgrind', '--callgrind-out-file=' + out,
+             '--collect-atstart=no',
+             '--toggle-collect=address_space_read_full', qemu,
+             '-machine', 'q35', '-m', '64M', '-display', 'none',
+             '-nodefaults', '-qtest', 'stdio', '-accel', 'qtest'] + extra,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True)
+        for _ in range(GUARD_READS):
+            proc.stdin.write('read 0x%x 0x8\n' % addr)
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+            while line and not line.startswith(('OK', 'FAIL')):
+                line = proc.stdout.readline()
+            if not line:
+                proc.kill()
+                proc.wait()
+                return 'QEMU exited under valgrind'
+        proc.terminate()
+        proc.wait(timeout=120)
+        try:
+            with open(out) as f:
+                m = re.search(r'^(?:summary|totals): (\d+)', f.read(), re.M)
+        except OSError:
+            m = None
+        if not m:
+            return 'callgrind wrote no totals'
+        return int(m.group(1)) / GUARD_READS
+
+
+def bench_guard(qemu, res):
+    for key, _, extra, addr in GUARD_CONFIGS:
+        ir = guard_instructions(qemu, extra, addr)
+        if isinstance(ir, str):
+            res.add('guard.%s.na' % key, 'n/a (%s)' % ir)
+        else:
+            res.add('guard.%s.ir' % key, ir)
+
+
+def table_guard(t, res, args):
+    g = res.get
+    t.section('6. Memory-API guard: instructions per 8-byte '
+              'address_space_read() from qtest (valgrind callgrind, exact), '
+              'vs the row it must match')
+    t.header('read', 'instructions', 'ratio')
+    refs = {'gmem': 'ram', 'mmio': 'mmio-plain'}
+    for key, label, _, _ in GUARD_CONFIGS:
+        na = g('guard.%s.na' % key)
+        if na:
+            t.row(label, na[0], '')
+            continue
+        ir = g('guard.%s.ir' % key)
+        ratio = ''
+        if key in refs and g('guard.%s.ir' % refs[key]):
+            ratio = '%.3fx vs %s' % (statistics.median(ir) / statistics.median(
+                g('guard.%s.ir' % refs[key])), refs[key] == 'ram' and '(a)'
+                or '(c0)')
+        t.row(label, fmt_num(statistics.median(ir)), ratio)
+    t.note('targets: (b)/(a) <= 1.05, (c) = (c0)')
+
+
 def vm_sizes(args):
     sizes = []
     gib = 1
@@ -528,7 +615,7 @@ def table_scaling(t, res, args):
 
 TABLE_PARTS = (('convert.', table_convert), ('upstream.', table_upstream),
                ('footprint.', table_footprint), ('startup.', table_startup),
-               ('scaling.', table_scaling))
+               ('scaling.', table_scaling), ('guard.', table_guard))
 
 
 def build_table(res, args):
@@ -690,6 +777,7 @@ def main():
         run_core_bench(args.bench, args, res)
         if args.qemu:
             bench_startup(args.qemu, args.startup_repeats, res)
+            bench_guard(args.qemu, res)
     if pool.note():
         res.notes.append(pool.note())
 
