@@ -322,6 +322,34 @@ static void test_monitor_reads(void)
     qtest_quit(qts);
 }
 
+/*
+ * virtio-mem manages its memdev's discards itself; a guest_memfd backend
+ * does already: device_add is refused with the reason, and the VM runs on.
+ */
+static void test_virtio_mem_refused(void)
+{
+    QTestState *qts = qtest_init("-machine q35 -m 256M,maxmem=2G"
+                                 " -device pcie-root-port,id=rp0,slot=1");
+    QDict *resp;
+
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {"
+                             " 'qom-type': 'memory-backend-guest-memfd',"
+                             " 'id': 'vm0', 'size': 134217728,"
+                             " 'kernel-model': true }}");
+    resp = qtest_qmp(qts, "{'execute': 'device_add', 'arguments':"
+                     " {'driver': 'virtio-mem-pci', 'id': 'vmem0',"
+                     " 'bus': 'rp0', 'memdev': 'vm0'}}");
+    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
+                    "another RamDiscardManager manages already"));
+    qobject_unref(resp);
+    resp = qtest_qmp(qts, "{'execute': 'query-status'}");
+    g_assert(qdict_haskey(resp, "return"));
+    qobject_unref(resp);
+    qtest_qmp_assert_success(qts, "{'execute': 'object-del', 'arguments':"
+                             " {'id': 'vm0'}}");
+    qtest_quit(qts);
+}
+
 static const char *migrate_to_file(QTestState *qts, const char *path)
 {
     g_autofree char *uri = g_strdup_printf("file:%s", path);
@@ -457,6 +485,8 @@ int main(int argc, char **argv)
     qtest_add_func("/guest-memfd/backend/hmp", test_hmp);
     qtest_add_func("/guest-memfd/backend/monitor-reads",
                    test_monitor_reads);
+    qtest_add_func("/guest-memfd/backend/virtio-mem-refused",
+                   test_virtio_mem_refused);
     qtest_add_func("/guest-memfd/backend/migration", test_migration);
     qtest_add_func("/guest-memfd/backend/dump-skips-private",
                    test_dump_skips_private);
