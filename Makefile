@@ -82,8 +82,10 @@ bench: build
 		--qemu $(QEMU) --out build/bench
 
 # libFuzzer over the page-state-change list processing, the page-state
-# core and the kernel model (tests/fuzz/guest-memfd-fuzz.c).  Built with
-# clang from the same sources as QEMU; FUZZ_SECONDS bounds the run.
+# core and the kernel model (tests/fuzz/guest-memfd-fuzz.c), built with
+# clang from the same sources as QEMU; then QEMU's own generic fuzzer on a
+# guest_memfd machine with virtio-blk and the PSC device (scripts/fuzz-qemu,
+# its own clang tree, build/fuzz-qemu).  FUZZ_SECONDS bounds each run.
 FUZZ_SECONDS ?= 60
 FUZZ := build/fuzz/guest-memfd-fuzz
 FUZZ_SRCS := tests/fuzz/guest-memfd-fuzz.c system/guest-memfd-state.c \
@@ -106,6 +108,7 @@ fuzz: build
 		-print_final_stats=1 build/fuzz/corpus tests/fuzz/corpus 2>&1 | \
 		grep -E "^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::number_of_executed_units|ERROR|SUMMARY" ; \
 		exit $${PIPESTATUS[0]}
+	@scripts/fuzz-qemu $(FUZZ_SECONDS)
 
 # This project's unit tests and qtests on an ASan+UBSan build of QEMU
 # (its own tree, build/sanitize), leaks included.
