@@ -301,6 +301,29 @@ static void test_in_flight_used(void)
     blk_stop(&b);
 }
 
+/*
+ * The descriptor table and the available ring made private while a
+ * request is in flight (rings are not mapped, so they convert): the device
+ * read both at the kick, so the request completes; shared again, the next
+ * one does too.
+ */
+static void test_in_flight_rings(void)
+{
+    Blk b;
+    uint32_t head;
+
+    blk_start(&b, 300 * 1000 * 1000);
+    head = blk_read(&b);
+    g_assert_true(convert(&b, b.vq->desc, true));
+    g_assert_true(convert(&b, b.vq->avail, true));
+    blk_completed(&b, head);
+    g_assert_cmphex(blk_status(&b) & VIRTIO_CONFIG_S_NEEDS_RESET, ==, 0);
+    g_assert_true(convert(&b, b.vq->desc, false));
+    g_assert_true(convert(&b, b.vq->avail, false));
+    blk_completed(&b, blk_read(&b));
+    blk_stop(&b);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -311,6 +334,8 @@ int main(int argc, char **argv)
     qtest_add_func("/guest-memfd/virtio-blk/private-data", test_private_data);
     qtest_add_func("/guest-memfd/virtio-blk/private-used", test_private_used);
     qtest_add_func("/guest-memfd/virtio-blk/in-flight", test_in_flight);
+    qtest_add_func("/guest-memfd/virtio-blk/in-flight-rings",
+                   test_in_flight_rings);
     qtest_add_func("/guest-memfd/virtio-blk/in-flight-used",
                    test_in_flight_used);
     return g_test_run();
