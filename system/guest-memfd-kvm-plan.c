@@ -82,13 +82,17 @@ static bool plan_initial_state(const GuestMemfdKvmCaps *caps,
     return true;
 }
 
+bool guest_memfd_kvm_can_map(const GuestMemfdKvmCaps *caps)
+{
+    return caps->gmem && ((caps->flags & GMEM_FLAG_MMAP) || caps->rfc2_shared);
+}
+
 bool guest_memfd_kvm_plan(const GuestMemfdKvmCaps *caps, uint64_t page_size,
                           bool init_shared, GuestMemfdKvmPlan *plan,
                           Error **errp)
 {
     *plan = (GuestMemfdKvmPlan) { 0 };
-    if (!caps->gmem ||
-        !((caps->flags & GMEM_FLAG_MMAP) || caps->rfc2_shared)) {
+    if (!guest_memfd_kvm_can_map(caps)) {
         error_setg(errp, "this kernel has no mmap-able guest_memfd (Linux"
                    " 6.18 or later is needed); add kernel-model=on to use the"
                    " user-space model instead");

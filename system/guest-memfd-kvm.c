@@ -209,9 +209,9 @@ GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
 
 bool guest_memfd_kvm_in_place_supported(KVMState *s)
 {
-    int flags = kvm_vm_check_extension(s, GMEM_CAP_GUEST_MEMFD_FLAGS);
-
-    return flags > 0 && (flags & GMEM_FLAG_MMAP);
+    assert(s == kvm_state);
+    probe();
+    return guest_memfd_kvm_can_map(&caps);
 }
 
 /* The KVM guest_memfd file of an in-place block; NULL for other blocks. */
@@ -223,7 +223,7 @@ static GmemKvmFile *kvm_file_of(RAMBlock *rb)
     if (!(rb->flags & RAM_GUEST_MEMFD_IN_PLACE)) {
         return NULL;
     }
-    r = guest_memfd_region_find(rb->mr);
+    r = guest_memfd_backend_region(rb->mr->owner);
     f = r ? guest_memfd_region_file(r) : NULL;
     return f && f->ops == &kvm_ops ? container_of(f, GmemKvmFile, f) : NULL;
 }

@@ -45,6 +45,9 @@ typedef struct GuestMemfdKvmPlan {
     bool share_after_create;
 } GuestMemfdKvmPlan;
 
+/* Can QEMU map this kernel's guest_memfd (and so run a guest on it)? */
+bool guest_memfd_kvm_can_map(const GuestMemfdKvmCaps *caps);
+
 bool guest_memfd_kvm_plan(const GuestMemfdKvmCaps *caps, uint64_t page_size,
                           bool init_shared, GuestMemfdKvmPlan *plan,
                           Error **errp);

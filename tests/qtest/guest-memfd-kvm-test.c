@@ -175,7 +175,8 @@ static void test_seabios(void)
     g_assert_cmpuint(bound, >=, ram - 1 * MiB);
     qobject_unref(info);
     hmp = qtest_hmp(qts, "info guest-memfd");
-    g_test_message("info guest-memfd:\n%s", hmp);
+    g_test_message("info guest-memfd says:");
+    g_test_message("%s", hmp);
     g_assert(strstr(hmp, "KVM memslots bound: "));
 
     qtest_quit(qts);
