@@ -89,6 +89,8 @@ bench: build
 FUZZ_SECONDS ?= 60
 FUZZ := build/fuzz/guest-memfd-fuzz
 FUZZ_SRCS := tests/fuzz/guest-memfd-fuzz.c system/guest-memfd-state.c \
+	system/guest-memfd-model-backing.c system/guest-memfd-model-pool.c \
+	system/guest-memfd-null.c tests/unit/guest-memfd-model-testing.c \
 	system/guest-memfd-model.c hw/misc/guest-memfd-psc-list.c
 fuzz: build
 	@scripts/deps --fuzz

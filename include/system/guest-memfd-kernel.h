@@ -7,8 +7,8 @@
  * this interface only.  Two implementations stand behind it: the real KVM
  * guest_memfd (system/guest-memfd-kvm.c) and a user-space model of the
  * proposed 1 GiB HugeTLB guest_memfd (system/guest-memfd-model.c).  A third,
- * the null kernel, accepts every call and does nothing; benchmarks use it to
- * isolate QEMU's own work.
+ * the null kernel (system/guest-memfd-null.c), accepts every call and does
+ * nothing; tests and benchmarks use it to isolate QEMU's own work.
  *
  * Every call follows kernel conventions: it returns 0 or a negative errno,
  * and a failed call changes nothing.
@@ -89,5 +89,13 @@ static inline void guest_memfd_close(GuestMemfdFile *f)
 {
     f->ops->close(f);
 }
+
+/*
+ * The null kernel (system/guest-memfd-null.c, linked into tests and
+ * benchmarks only): accepts every call and does nothing.  Its fd is -1: it
+ * cannot be mapped.
+ */
+GuestMemfdFile *guest_memfd_null_create(uint64_t size, uint64_t page_size,
+                                        bool init_shared);
 
 #endif

@@ -94,11 +94,4 @@ bool guest_memfd_state_next_run(GuestMemfdState *s, uint64_t *offset,
                                 uint64_t end, bool shared, uint64_t *len);
 void guest_memfd_state_info(GuestMemfdState *s, GuestMemfdStateInfo *info);
 
-/*
- * The null kernel: accepts every call and does nothing, to measure QEMU's
- * own work.  Its fd is -1: it cannot be mapped.
- */
-GuestMemfdFile *guest_memfd_null_create(uint64_t size, uint64_t page_size,
-                                        bool init_shared);
-
 #endif
