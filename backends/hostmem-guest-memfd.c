@@ -24,6 +24,7 @@
 #include "qom/object_interfaces.h"
 #include "exec/ramblock.h"
 #include "hw/boards.h"
+#include "hw/resettable.h"
 #include "system/hostmem.h"
 #include "system/qtest.h"
 #include "system/reset.h"
@@ -32,7 +33,6 @@
 #include "system/guest-memfd-kvm.h"
 #include "system/guest-memfd-model.h"
 
-#define TYPE_MEMORY_BACKEND_GUEST_MEMFD "memory-backend-guest-memfd"
 OBJECT_DECLARE_TYPE(HostMemoryBackendGuestMemfd,
                     HostMemoryBackendGuestMemfdClass,
                     MEMORY_BACKEND_GUEST_MEMFD)
@@ -45,7 +45,9 @@ struct HostMemoryBackendGuestMemfd {
     bool kernel_model;
     bool simulated_pool;
 
+    GuestMemfdFile *file;
     GuestMemfdRegion *region;
+    ResettableState reset_state;
     /* KVM memslots bound to guest_memfd cannot log dirty pages. */
     Error *migration_blocker;
 };
@@ -60,10 +62,20 @@ struct HostMemoryBackendGuestMemfdClass {
  * Only this backend creates in-place guest_memfd RAM, so the owner of such
  * a region is one of these: no type lookup on the memory API's path.
  */
-GuestMemfdRegion *guest_memfd_backend_region(Object *backend)
+static HostMemoryBackendGuestMemfd *gmem_of(Object *backend)
 {
     return container_of(backend, HostMemoryBackendGuestMemfd,
-                        parent_obj.parent)->region;
+                        parent_obj.parent);
+}
+
+GuestMemfdRegion *guest_memfd_backend_region(Object *backend)
+{
+    return gmem_of(backend)->region;
+}
+
+GuestMemfdFile *guest_memfd_backend_file(Object *backend)
+{
+    return gmem_of(backend)->file;
 }
 
 static bool gmem_init_shared(HostMemoryBackendGuestMemfd *g)
@@ -77,18 +89,29 @@ static bool gmem_init_shared(HostMemoryBackendGuestMemfd *g)
     return !(ms && ms->cgs);
 }
 
-static void gmem_reset(void *opaque)
+static ResettableState *gmem_reset_state(Object *obj)
 {
-    HostMemoryBackendGuestMemfd *g = opaque;
+    return &MEMORY_BACKEND_GUEST_MEMFD(obj)->reset_state;
+}
 
-    /* The cold reset at startup must not undo prealloc. */
-    if (g->region && !runstate_check(RUN_STATE_PRELAUNCH)) {
+/*
+ * Guest RAM goes back to its initial page state, empty.  Not at the cold
+ * reset at startup, which must not undo prealloc, and not while the memory
+ * is no guest's RAM (an unplugged DIMM keeps what it holds).
+ */
+static void gmem_reset_hold(Object *obj, ResetType type)
+{
+    HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(obj);
+
+    if (g->region && !runstate_check(RUN_STATE_PRELAUNCH) &&
+        host_memory_backend_is_mapped(MEMORY_BACKEND(obj))) {
         guest_memfd_region_reset(g->region);
     }
 }
 
 static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
 {
+    ERRP_GUARD();
     HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(backend);
     g_autofree char *name = host_memory_backend_get_name(backend);
     bool init_shared = gmem_init_shared(g);
@@ -103,13 +126,15 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
     }
     if (!backend->share) {
         error_setg(errp, "share=off is not possible: guest_memfd memory is"
-                   " always shared with its own mapping; drop share=off");
+                   " always shared with its own mapping");
+        error_append_hint(errp, "Drop share=off.\n");
         return false;
     }
     if (!QEMU_IS_ALIGNED(backend->size, g->page_size)) {
         error_setg(errp, "size 0x%" PRIx64 " is not a multiple of"
-                   " pagesize 0x%" PRIx64 "; round it to a multiple",
-                   backend->size, g->page_size);
+                   " pagesize 0x%" PRIx64, backend->size, g->page_size);
+        error_append_hint(errp, "Round the size to a multiple of"
+                          " pagesize.\n");
         return false;
     }
 
@@ -178,12 +203,12 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
         guest_memfd_model_set_host_view(
             file, memory_region_get_ram_ptr(&backend->mr));
     }
-    g->region = guest_memfd_region_new(backend, file, variant);
-    guest_memfd_region_set_mr(g->region, &backend->mr);
+    g->file = file;
+    g->region = guest_memfd_region_new(backend, file, &backend->mr, variant);
     /* Private pages are "discarded": migration and dump skip them. */
     memory_region_set_ram_discard_manager(&backend->mr,
                                           RAM_DISCARD_MANAGER(backend));
-    qemu_register_reset(gmem_reset, g);
+    qemu_register_resettable(OBJECT(backend));
     return true;
 }
 
@@ -210,9 +235,7 @@ static void gmem_complete(UserCreatable *uc, Error **errp)
         return;
     }
     if (prealloc) {
-        GuestMemfdFile *file = guest_memfd_region_file(g->region);
-
-        ret = guest_memfd_allocate(file, 0, file->size);
+        ret = guest_memfd_allocate(g->file, 0, g->file->size);
         if (ret) {
             error_setg_errno(errp, -ret, "preallocating guest_memfd '%s'"
                              " failed", object_get_canonical_path_component(
@@ -227,72 +250,11 @@ static void gmem_finalize(Object *obj)
 
     if (g->region) {
         memory_region_set_ram_discard_manager(&MEMORY_BACKEND(obj)->mr, NULL);
-        qemu_unregister_reset(gmem_reset, g);
+        qemu_unregister_resettable(obj);
         guest_memfd_region_free(g->region);
+        guest_memfd_close(g->file);
     }
     migrate_del_blocker(&g->migration_blocker);
-}
-
-/* RamDiscardManager: the page-state core knows which pages are shared. */
-static GuestMemfdRegion *gmem_rdm_region(const RamDiscardManager *rdm)
-{
-    return MEMORY_BACKEND_GUEST_MEMFD(rdm)->region;
-}
-
-static uint64_t gmem_rdm_granularity(const RamDiscardManager *rdm,
-                                     const MemoryRegion *mr)
-{
-    return GUEST_MEMFD_PAGE_SIZE;
-}
-
-static bool gmem_rdm_is_populated(const RamDiscardManager *rdm,
-                                  const MemoryRegionSection *section)
-{
-    return guest_memfd_rdm_is_populated(gmem_rdm_region(rdm), section);
-}
-
-static int gmem_rdm_replay_populated(const RamDiscardManager *rdm,
-                                     MemoryRegionSection *section,
-                                     ReplayRamPopulate fn, void *opaque)
-{
-    return guest_memfd_rdm_replay(gmem_rdm_region(rdm), section, true, fn,
-                                  opaque);
-}
-
-typedef struct DiscardReplay {
-    ReplayRamDiscard fn;
-    void *opaque;
-} DiscardReplay;
-
-static int gmem_rdm_discard_one(MemoryRegionSection *s, void *opaque)
-{
-    DiscardReplay *d = opaque;
-
-    d->fn(s, d->opaque);
-    return 0;
-}
-
-static void gmem_rdm_replay_discarded(const RamDiscardManager *rdm,
-                                      MemoryRegionSection *section,
-                                      ReplayRamDiscard fn, void *opaque)
-{
-    DiscardReplay d = { fn, opaque };
-
-    guest_memfd_rdm_replay(gmem_rdm_region(rdm), section, false,
-                           gmem_rdm_discard_one, &d);
-}
-
-static void gmem_rdm_register(RamDiscardManager *rdm,
-                              RamDiscardListener *rdl,
-                              MemoryRegionSection *section)
-{
-    guest_memfd_rdm_register(gmem_rdm_region(rdm), rdl, section);
-}
-
-static void gmem_rdm_unregister(RamDiscardManager *rdm,
-                                RamDiscardListener *rdl)
-{
-    guest_memfd_rdm_unregister(gmem_rdm_region(rdm), rdl);
 }
 
 /* Properties say what to create: they cannot change once it exists. */
@@ -387,15 +349,12 @@ static void gmem_class_init(ObjectClass *oc, void *data)
     HostMemoryBackendGuestMemfdClass *gc =
         MEMORY_BACKEND_GUEST_MEMFD_CLASS(oc);
     UserCreatableClass *ucc = USER_CREATABLE_CLASS(oc);
-    RamDiscardManagerClass *rdmc = RAM_DISCARD_MANAGER_CLASS(oc);
+    ResettableClass *rc = RESETTABLE_CLASS(oc);
 
     bc->alloc = gmem_alloc;
-    rdmc->get_min_granularity = gmem_rdm_granularity;
-    rdmc->is_populated = gmem_rdm_is_populated;
-    rdmc->replay_populated = gmem_rdm_replay_populated;
-    rdmc->replay_discarded = gmem_rdm_replay_discarded;
-    rdmc->register_listener = gmem_rdm_register;
-    rdmc->unregister_listener = gmem_rdm_unregister;
+    guest_memfd_rdm_class_init(RAM_DISCARD_MANAGER_CLASS(oc));
+    rc->get_state = gmem_reset_state;
+    rc->phases.hold = gmem_reset_hold;
     gc->parent_complete = ucc->complete;
     ucc->complete = gmem_complete;
 
@@ -433,6 +392,7 @@ static const TypeInfo gmem_backend_info = {
     .class_size = sizeof(HostMemoryBackendGuestMemfdClass),
     .interfaces = (InterfaceInfo[]) {
         { TYPE_RAM_DISCARD_MANAGER },
+        { TYPE_RESETTABLE_INTERFACE },
         { }
     },
 };

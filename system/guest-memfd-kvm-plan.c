@@ -16,6 +16,7 @@
 static bool plan_page_size(const GuestMemfdKvmCaps *caps, uint64_t page_size,
                            GuestMemfdKvmPlan *plan, Error **errp)
 {
+    ERRP_GUARD();
     if (page_size == 4 * KiB) {
         return true;
     }
@@ -31,9 +32,11 @@ static bool plan_page_size(const GuestMemfdKvmCaps *caps, uint64_t page_size,
         return true;
     default:
         error_setg(errp, "this kernel has no hugetlb guest_memfd, so"
-                   " pagesize=%" PRIu64 "M is not possible; use"
-                   " pagesize=4K, or kernel-model=on to use the user-space"
-                   " model of the 1 GiB guest_memfd kernel", page_size / MiB);
+                   " pagesize=%" PRIu64 "M is not possible",
+                   page_size / MiB);
+        error_append_hint(errp, "Use pagesize=4K, or kernel-model=on to use"
+                          " the user-space model of the 1 GiB guest_memfd"
+                          " kernel.\n");
         return false;
     }
 }
@@ -43,14 +46,16 @@ static bool plan_initial_state(const GuestMemfdKvmCaps *caps,
                                bool init_shared, GuestMemfdKvmPlan *plan,
                                Error **errp)
 {
+    ERRP_GUARD();
     bool converts = caps->convert != GMEM_CONVERT_NONE;
 
     if (!init_shared) {
         if (!converts) {
             error_setg(errp, "this kernel cannot convert guest_memfd pages"
                        " in place, so memory that starts private could"
-                       " never be shared; use init-shared=on, or"
-                       " kernel-model=on to use the user-space model");
+                       " never be shared");
+            error_append_hint(errp, "Use init-shared=on, or kernel-model=on"
+                              " to use the user-space model.\n");
             return false;
         }
         /* RFC v2 starts shared unless told; later kernels the other way. */
@@ -66,8 +71,8 @@ static bool plan_initial_state(const GuestMemfdKvmCaps *caps,
         /* The 2025-12 branch refuses HUGETLB | INIT_SHARED. */
         if (!converts) {
             error_setg(errp, "this kernel creates hugetlb guest_memfd"
-                       " private and cannot convert it; use"
-                       " init-shared=off");
+                       " private and cannot convert it");
+            error_append_hint(errp, "Use init-shared=off.\n");
             return false;
         }
         plan->share_after_create = true;
@@ -75,7 +80,8 @@ static bool plan_initial_state(const GuestMemfdKvmCaps *caps,
     }
     if (!(caps->flags & GMEM_FLAG_INIT_SHARED)) {
         error_setg(errp, "this kernel cannot create guest_memfd memory that"
-                   " starts shared; use init-shared=off");
+                   " starts shared");
+        error_append_hint(errp, "Use init-shared=off.\n");
         return false;
     }
     plan->flags |= GMEM_FLAG_INIT_SHARED;
@@ -91,11 +97,13 @@ bool guest_memfd_kvm_plan(const GuestMemfdKvmCaps *caps, uint64_t page_size,
                           bool init_shared, GuestMemfdKvmPlan *plan,
                           Error **errp)
 {
+    ERRP_GUARD();
     *plan = (GuestMemfdKvmPlan) { 0 };
     if (!guest_memfd_kvm_can_map(caps)) {
         error_setg(errp, "this kernel has no mmap-able guest_memfd (Linux"
-                   " 6.18 or later is needed); add kernel-model=on to use the"
-                   " user-space model instead");
+                   " 6.18 or later is needed)");
+        error_append_hint(errp, "Add kernel-model=on to use the user-space"
+                          " model instead.\n");
         return false;
     }
     /* QEMU maps the file: RFC v2's SUPPORT_SHARED is the same bit. */

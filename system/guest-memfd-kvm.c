@@ -156,6 +156,7 @@ static const GuestMemfdKernelOps kvm_ops = {
 GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
                                        bool init_shared, Error **errp)
 {
+    ERRP_GUARD();
     struct gmem_create_with_order arg = { .size = size };
     GuestMemfdKvmPlan plan;
     uint64_t error_offset;
@@ -163,9 +164,10 @@ GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
     int fd, ret;
 
     if (!kvm_enabled()) {
-        error_setg(errp, "guest_memfd needs KVM (-accel kvm); to run without"
-                   " it, add kernel-model=on to use qemu-gmem1g's user-space"
-                   " model of the guest_memfd kernel (development and tests)");
+        error_setg(errp, "guest_memfd needs KVM (-accel kvm)");
+        error_append_hint(errp, "To run without KVM, add kernel-model=on to"
+                          " use qemu-gmem1g's user-space model of the"
+                          " guest_memfd kernel (development and tests).\n");
         return NULL;
     }
     probe();
@@ -180,8 +182,10 @@ GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
     if (fd < 0) {
         if (fd == -ENOMEM) {
             error_setg(errp, "not enough free %" PRIu64 " KiB hugetlb pages"
-                       " for a 0x%" PRIx64 "-byte guest_memfd; reserve more"
-                       " in /sys/kernel/mm/hugepages", page_size / KiB, size);
+                       " for a 0x%" PRIx64 "-byte guest_memfd",
+                       page_size / KiB, size);
+            error_append_hint(errp, "Reserve more in"
+                              " /sys/kernel/mm/hugepages.\n");
         } else {
             error_setg_errno(errp, -fd, "creating a guest_memfd (flags 0x%"
                              PRIx64 ") failed", (uint64_t)arg.flags);
@@ -217,14 +221,12 @@ bool guest_memfd_kvm_in_place_supported(KVMState *s)
 /* The KVM guest_memfd file of an in-place block; NULL for other blocks. */
 static GmemKvmFile *kvm_file_of(RAMBlock *rb)
 {
-    GuestMemfdRegion *r;
     GuestMemfdFile *f;
 
     if (!(rb->flags & RAM_GUEST_MEMFD_IN_PLACE)) {
         return NULL;
     }
-    r = guest_memfd_backend_region(rb->mr->owner);
-    f = r ? guest_memfd_region_file(r) : NULL;
+    f = guest_memfd_backend_file(rb->mr->owner);
     return f && f->ops == &kvm_ops ? container_of(f, GmemKvmFile, f) : NULL;
 }
 

@@ -1,5 +1,201 @@
 /*
  * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * query-guest-memfd, x-guest-memfd-convert, x-guest-memfd-pin and
+ * info guest-memfd
+ *
+ * Regions are found where users name them: the memory-backend-guest-memfd
+ * objects under /objects.
  */
 
 #include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qapi/qapi-commands-guest-memfd.h"
+#include "qemu/cutils.h"
+#include "qom/object.h"
+#include "monitor/hmp.h"
+#include "monitor/monitor.h"
+#include "system/guest-memfd-model.h"
+#include "guest-memfd-internal.h"
+
+static GuestMemfdInfo *region_info(GuestMemfdRegion *r)
+{
+    GuestMemfdInfo *info = g_new0(GuestMemfdInfo, 1);
+    GuestMemfdFile *f = r->state.file;
+    GuestMemfdStateInfo st;
+
+    guest_memfd_state_info(&r->state, &st);
+    info->id = g_strdup(r->state.name);
+    info->size = f->size;
+    info->page_size = f->page_size;
+    info->variant = g_strdup(r->variant);
+    info->shared = st.shared_bytes;
+    info->q_private = f->size - info->shared;
+    info->folios = f->size / f->page_size;
+    info->folios_split = f->page_size > GUEST_MEMFD_PAGE_SIZE ?
+                         st.folios_with_shared : 0;
+    info->to_shared = st.counters.to_shared;
+    info->to_private = st.counters.to_private;
+    info->failed = st.counters.failed;
+    info->retried = st.counters.retried;
+    info->kernel_calls = st.counters.kernel_calls;
+    info->kvm_memslots = f->kvm_memslots;
+    info->kvm_bound = f->kvm_bound;
+
+    if (guest_memfd_is_model(f)) {
+        GuestMemfdModelStats ms;
+        GuestMemfdModelPool pool;
+
+        info->kernel = GUEST_MEMFD_KERNEL_MODEL;
+        info->backing = g_strdup(guest_memfd_model_backing(f));
+        guest_memfd_model_stats(f, &ms);
+        info->folios_split = ms.folios_split;
+        info->folios_merged = ms.folios_merged;
+        info->folios_waiting = ms.folios_waiting;
+        if (guest_memfd_model_pool(f->page_size, &pool)) {
+            info->pool = g_new0(GuestMemfdPool, 1);
+            info->pool->page_size = pool.page_size;
+            info->pool->real = pool.real;
+            info->pool->total = pool.total;
+            info->pool->free = pool.free;
+            info->pool->reserved = pool.reserved;
+            info->pool->in_use = pool.in_use;
+        }
+    } else {
+        info->kernel = GUEST_MEMFD_KERNEL_KVM;
+        info->backing = g_strdup(f->page_size > GUEST_MEMFD_PAGE_SIZE ?
+                                 "kvm hugetlb" : "kvm");
+        info->folios_merged = info->folios - info->folios_split;
+    }
+    return info;
+}
+
+/* The backend called @id, or NULL. */
+static GuestMemfdRegion *region_by_id(const char *id)
+{
+    Object *obj = object_resolve_path_component(object_get_objects_root(),
+                                                id);
+
+    if (!obj || !object_dynamic_cast(obj, TYPE_MEMORY_BACKEND_GUEST_MEMFD)) {
+        return NULL;
+    }
+    return guest_memfd_backend_region(obj);
+}
+
+static int add_region(Object *obj, void *opaque)
+{
+    GuestMemfdRegion *r = NULL;
+
+    if (object_dynamic_cast(obj, TYPE_MEMORY_BACKEND_GUEST_MEMFD)) {
+        r = guest_memfd_backend_region(obj);
+    }
+    if (r) {
+        g_ptr_array_add(opaque, r);
+    }
+    return 0;
+}
+
+static gint compare_names(gconstpointer a, gconstpointer b)
+{
+    const GuestMemfdRegion *ra = *(GuestMemfdRegion * const *)a;
+    const GuestMemfdRegion *rb = *(GuestMemfdRegion * const *)b;
+
+    return strcmp(ra->state.name, rb->state.name);
+}
+
+GuestMemfdInfoList *qmp_query_guest_memfd(Error **errp)
+{
+    g_autoptr(GPtrArray) regions = g_ptr_array_new();
+    GuestMemfdInfoList *head = NULL, **tail = &head;
+
+    /* In order of their ids: /objects itself has no order. */
+    object_child_foreach(object_get_objects_root(), add_region, regions);
+    g_ptr_array_sort(regions, compare_names);
+    for (guint i = 0; i < regions->len; i++) {
+        QAPI_LIST_APPEND(tail, region_info(regions->pdata[i]));
+    }
+    return head;
+}
+
+void qmp_x_guest_memfd_convert(uint64_t gpa, uint64_t size, bool private,
+                               Error **errp)
+{
+    guest_memfd_convert_gpa(gpa, size, private, NULL, errp);
+}
+
+void qmp_x_guest_memfd_pin(const char *id, uint64_t offset, bool pin,
+                           Error **errp)
+{
+    GuestMemfdRegion *r = region_by_id(id);
+    int ret;
+
+    if (!r) {
+        error_setg(errp, "'%s' is not a memory-backend-guest-memfd object",
+                   id);
+        return;
+    }
+    if (!guest_memfd_is_model(r->state.file)) {
+        error_setg(errp, "'%s' does not use the kernel model: only model"
+                   " pages can be pinned from QMP", id);
+        return;
+    }
+    if (!QEMU_IS_ALIGNED(offset, GUEST_MEMFD_PAGE_SIZE) ||
+        offset >= r->state.file->size) {
+        error_setg(errp, "offset 0x%" PRIx64 " is not a 4 KiB aligned"
+                   " offset inside '%s'", offset, id);
+        return;
+    }
+    ret = pin ? guest_memfd_model_pin(r->state.file, offset) :
+                guest_memfd_model_unpin(r->state.file, offset);
+    if (ret) {
+        error_setg_errno(errp, -ret, "cannot %s page 0x%" PRIx64 " of '%s'",
+                         pin ? "pin" : "unpin", offset, id);
+    }
+}
+
+void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
+{
+    g_autoptr(GuestMemfdInfoList) list = qmp_query_guest_memfd(NULL);
+    GuestMemfdInfoList *l;
+
+    if (!list) {
+        monitor_printf(mon, "No memory-backend-guest-memfd objects\n");
+        return;
+    }
+    for (l = list; l; l = l->next) {
+        GuestMemfdInfo *i = l->value;
+        g_autofree char *size = size_to_str(i->size);
+        g_autofree char *page = size_to_str(i->page_size);
+        g_autofree char *shared = size_to_str(i->shared);
+        g_autofree char *private = size_to_str(i->q_private);
+
+        monitor_printf(mon, "%s: %s in %s pages (%s; %s)\n", i->id, size,
+                       page, i->variant, i->backing);
+        monitor_printf(mon, "  shared %s, private %s\n", shared, private);
+        monitor_printf(mon, "  folios %" PRIu64 ": split %" PRIu64
+                       ", merged %" PRIu64 ", waiting %" PRIu64 "\n",
+                       i->folios, i->folios_split, i->folios_merged,
+                       i->folios_waiting);
+        monitor_printf(mon, "  conversions: to-shared %" PRIu64
+                       ", to-private %" PRIu64 ", failed %" PRIu64
+                       ", retried %" PRIu64 ", kernel calls %" PRIu64 "\n",
+                       i->to_shared, i->to_private, i->failed, i->retried,
+                       i->kernel_calls);
+        if (i->kernel == GUEST_MEMFD_KERNEL_KVM) {
+            g_autofree char *bound = size_to_str(i->kvm_bound);
+
+            monitor_printf(mon, "  KVM memslots bound: %" PRIu32 " (%s)\n",
+                           i->kvm_memslots, bound);
+        }
+        if (i->pool) {
+            g_autofree char *ps = size_to_str(i->pool->page_size);
+
+            monitor_printf(mon, "  pool of %s pages (%s): total %" PRIu64
+                           ", free %" PRIu64 ", reserved %" PRIu64
+                           ", in use %" PRIu64 "\n", ps,
+                           i->pool->real ? "host hugetlb" : "simulated",
+                           i->pool->total, i->pool->free, i->pool->reserved,
+                           i->pool->in_use);
+        }
+    }
+}

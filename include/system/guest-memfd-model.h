@@ -12,29 +12,16 @@
  * truncation, and hugetlb subpool accounting.  Pages come from a real
  * hugetlb memfd when the host has a pool of the file's page size, otherwise
  * from an ordinary memfd with a simulated pool.
+ *
+ * This header is what QEMU uses; tests reach further (accesses,
+ * introspection, fault injection, the invariant checker) through
+ * tests/unit/guest-memfd-model-testing.h.
  */
 
 #ifndef SYSTEM_GUEST_MEMFD_MODEL_H
 #define SYSTEM_GUEST_MEMFD_MODEL_H
 
 #include "system/guest-memfd-kernel.h"
-
-/* Mappability of a 4 KiB page, as on the 2025-02-06 design slide. */
-typedef enum GuestMemfdMappability {
-    GMEM_MAPPABLE_NA,       /* not in the filemap: never allocated, truncated */
-    GMEM_MAPPABLE_GUEST,    /* private: only the guest may fault it */
-    GMEM_MAPPABLE_ALL,      /* shared: guest and host may fault it */
-    GMEM_MAPPABLE_NONE,     /* converting to private: waiting for folio_put */
-} GuestMemfdMappability;
-
-typedef struct GuestMemfdModelFolio {
-    bool allocated;         /* in the filemap (holds a pool page) */
-    bool split;             /* split to 4 KiB folios */
-    bool waiting_merge;     /* folio_put callback registered, refs pending */
-    bool truncated;         /* removed from the filemap, freed on last put */
-    uint32_t shared_pages;  /* 4 KiB pages of this folio that are shared */
-    uint32_t fm, vma, tt;   /* references: filemap, host mappings, transient */
-} GuestMemfdModelFolio;
 
 typedef struct GuestMemfdModelStats {
     uint64_t folios;            /* folios in the file (size / page_size) */
@@ -61,15 +48,6 @@ typedef struct GuestMemfdModelPool {
     uint64_t in_use;        /* holding data of some file (or awaiting free) */
 } GuestMemfdModelPool;
 
-/* Faults a test can inject; each fires on the next @count matching calls. */
-typedef enum GuestMemfdModelFault {
-    GMEM_MODEL_FAULT_CREATE_ENOMEM,     /* create: pool reservation fails */
-    GMEM_MODEL_FAULT_CONVERT_EAGAIN,    /* convert to private: -EAGAIN */
-    GMEM_MODEL_FAULT_SPLIT_ENOMEM,      /* split: -ENOMEM (vmemmap restore) */
-    GMEM_MODEL_FAULT_PUNCH_EAGAIN,      /* punch_hole: -EAGAIN */
-    GMEM_MODEL_FAULT__MAX,
-} GuestMemfdModelFault;
-
 /*
  * Create a model file of @size bytes with folios of @page_size (4 KiB,
  * 2 MiB or 1 GiB), every page private, or shared with @init_shared.  The
@@ -89,17 +67,6 @@ const char *guest_memfd_model_backing(GuestMemfdFile *f);
  */
 void guest_memfd_model_set_host_view(GuestMemfdFile *f, void *host);
 
-/*
- * Accesses as the guest (any page) and as the host (shared pages only,
- * -EFAULT otherwise: the model's SIGBUS).  Both fault the folio in.  The
- * guest gets -EAGAIN on a folio waiting for its folio_put callback
- * (mappability NONE: nobody may fault it).
- */
-int guest_memfd_model_guest_rw(GuestMemfdFile *f, uint64_t offset, void *buf,
-                               uint64_t len, bool write);
-int guest_memfd_model_host_rw(GuestMemfdFile *f, uint64_t offset, void *buf,
-                              uint64_t len, bool write);
-
 /* Transient reference on the 4 KiB page at @offset (like a GUP pin). */
 int guest_memfd_model_pin(GuestMemfdFile *f, uint64_t offset);
 /*
@@ -108,28 +75,10 @@ int guest_memfd_model_pin(GuestMemfdFile *f, uint64_t offset);
  */
 int guest_memfd_model_unpin(GuestMemfdFile *f, uint64_t offset);
 
-bool guest_memfd_model_page_private(GuestMemfdFile *f, uint64_t offset);
-GuestMemfdMappability guest_memfd_model_mappability(GuestMemfdFile *f,
-                                                    uint64_t offset);
-void guest_memfd_model_folio(GuestMemfdFile *f, uint64_t index,
-                             GuestMemfdModelFolio *out);
 void guest_memfd_model_stats(GuestMemfdFile *f, GuestMemfdModelStats *out);
-
-/*
- * A counter of the host's hugetlb pool of @page_size, e.g. "free_hugepages"
- * (/sys/kernel/mm/hugepages); -1 if the host has no such pool.
- */
-int64_t guest_memfd_host_hugetlb(uint64_t page_size, const char *what);
 
 /* Pool of @page_size; false if the size is not one the model supports. */
 bool guest_memfd_model_pool(uint64_t page_size, GuestMemfdModelPool *out);
-/*
- * Size of the simulated pool of @page_size (tests); 0 restores the default
- * (host MemTotal / page_size).  A non-zero size also makes new files of
- * @page_size use the simulated pool where the host has hugetlb pages of
- * that size; the switch happens once the pool has no file left.
- */
-void guest_memfd_model_set_simulated_pool(uint64_t page_size, uint64_t pages);
 /*
  * Make files of @page_size take their pages from a simulated pool (as large
  * as host RAM) even where the host has hugetlb pages of that size (the
@@ -138,12 +87,24 @@ void guest_memfd_model_set_simulated_pool(uint64_t page_size, uint64_t pages);
  */
 bool guest_memfd_model_simulate_pool(uint64_t page_size, Error **errp);
 
-void guest_memfd_model_inject(GuestMemfdModelFault fault, unsigned count);
+/*
+ * Faults a test can inject (guest_memfd_model_inject(), test-only); each
+ * fires on the next @count matching calls.  The state machine and the pool
+ * check for them; in QEMU the counters stay 0.
+ */
+typedef enum GuestMemfdModelFault {
+    GMEM_MODEL_FAULT_CREATE_ENOMEM,     /* create: pool reservation fails */
+    GMEM_MODEL_FAULT_CONVERT_EAGAIN,    /* convert to private: -EAGAIN */
+    GMEM_MODEL_FAULT_SPLIT_ENOMEM,      /* split: -ENOMEM (vmemmap restore) */
+    GMEM_MODEL_FAULT_PUNCH_EAGAIN,      /* punch_hole: -EAGAIN */
+    GMEM_MODEL_FAULT__MAX,
+} GuestMemfdModelFault;
 
 /*
- * Check every invariant of @f (and of the pools); false and @errp set on
- * the first violation.
+ * A counter of the host's hugetlb pool of @page_size, e.g. "free_hugepages"
+ * (/sys/kernel/mm/hugepages); -1 if the host has no such pool.  The pool
+ * follows the host's with it; tests compare the two.
  */
-bool guest_memfd_model_check(GuestMemfdFile *f, Error **errp);
+int64_t guest_memfd_host_hugetlb(uint64_t page_size, const char *what);
 
 #endif

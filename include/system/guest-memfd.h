@@ -3,13 +3,14 @@
  *
  * In-place guest_memfd page-state core
  *
- * Every memory-backend-guest-memfd object registers one GuestMemfdRegion:
- * its guest_memfd file, the RAMBlock that maps it, and QEMU's view of which
- * 4 KiB pages are shared and which are private.  Every conversion, whatever
- * asked for it (a guest page-state request, a memory fault, QMP), goes
- * through guest_memfd_convert_gpa() or guest_memfd_convert_ram(), which call
- * the kernel (or its model) and keep that view exactly equal to what the
- * kernel did.
+ * Every memory-backend-guest-memfd object has one GuestMemfdRegion: QEMU's
+ * view of which 4 KiB pages of its guest_memfd file are shared and which
+ * are private.  Every conversion, whatever asked for it (a guest
+ * page-state request, a memory fault, QMP), goes through
+ * guest_memfd_convert_gpa() or guest_memfd_convert_ram(), which call the
+ * kernel (or its model) and keep that view exactly equal to what the
+ * kernel did.  The backend owns the region, the file and the RAM
+ * MemoryRegion that maps it.
  */
 
 #ifndef SYSTEM_GUEST_MEMFD_H
@@ -18,21 +19,34 @@
 #include "exec/hwaddr.h"
 #include "system/guest-memfd-state.h"
 
+#define TYPE_MEMORY_BACKEND_GUEST_MEMFD "memory-backend-guest-memfd"
+
 typedef struct GuestMemfdRegion GuestMemfdRegion;
 typedef struct HostMemoryBackend HostMemoryBackend;
 typedef struct MemoryRegion MemoryRegion;
+typedef struct RamDiscardManagerClass RamDiscardManagerClass;
 
-/* Register @file, owned by @backend; @variant names the kernel interface. */
+/*
+ * The page state of @file, which @backend created and maps with @mr;
+ * @variant names the kernel interface.  The region does not own the file.
+ */
 GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,
                                          GuestMemfdFile *file,
+                                         MemoryRegion *mr,
                                          const char *variant);
-/* The RAM MemoryRegion that maps the file, once it exists. */
-void guest_memfd_region_set_mr(GuestMemfdRegion *r, MemoryRegion *mr);
-/* Unregister and close the file. */
 void guest_memfd_region_free(GuestMemfdRegion *r);
 
-GuestMemfdRegion *guest_memfd_region_find(MemoryRegion *mr);
-GuestMemfdFile *guest_memfd_region_file(GuestMemfdRegion *r);
+/*
+ * The region of in-place guest_memfd RAM @mr, or NULL if @mr is something
+ * else.
+ */
+GuestMemfdRegion *guest_memfd_region_of(MemoryRegion *mr);
+/*
+ * The region and the file of @backend, a memory-backend-guest-memfd (the
+ * owner of in-place guest_memfd RAM): NULL until it has created them.
+ */
+GuestMemfdRegion *guest_memfd_backend_region(Object *backend);
+GuestMemfdFile *guest_memfd_backend_file(Object *backend);
 
 /*
  * Convert [offset, offset + size) of the region's file.  Returns true when
@@ -57,33 +71,21 @@ bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,
                                       Error **errp);
 
 /*
- * guest_memfd_access_denied(), the memory API's guard on private pages, is
- * declared in exec/memory.h, whose inline fast path calls it.  The region
- * of in-place guest_memfd RAM is found from the region's owner, the
- * backend (NULL until the backend has registered it).
+ * kvm_convert_memory()'s share: false, having done nothing, when the range
+ * does not start in in-place guest_memfd RAM (KVM's usual path handles
+ * it); otherwise true, with *ret 0 when converted or -EINVAL, with the
+ * error reported.
  */
-GuestMemfdRegion *guest_memfd_backend_region(Object *backend);
+bool guest_memfd_convert_memory(hwaddr gpa, uint64_t size, bool to_private,
+                                int *ret);
 
 /*
- * RamDiscardManager of the backend's RAM (VFIO and other listeners):
- * shared pages are "populated", private pages "discarded".  Listeners are
- * told to drop pages before they become private and to map them once they
- * are shared.
+ * The backend's RamDiscardManager (VFIO and other listeners): shared pages
+ * are "populated", private pages "discarded".  Listeners are told to drop
+ * pages before they become private and to map them once they are shared.
  */
-typedef struct RamDiscardListener RamDiscardListener;
-bool guest_memfd_rdm_is_populated(GuestMemfdRegion *r,
-                                  const MemoryRegionSection *section);
-int guest_memfd_rdm_replay(GuestMemfdRegion *r, MemoryRegionSection *section,
-                           bool populated,
-                           int (*fn)(MemoryRegionSection *s, void *opaque),
-                           void *opaque);
-void guest_memfd_rdm_register(GuestMemfdRegion *r, RamDiscardListener *rdl,
-                              MemoryRegionSection *section);
-void guest_memfd_rdm_unregister(GuestMemfdRegion *r, RamDiscardListener *rdl);
+void guest_memfd_rdm_class_init(RamDiscardManagerClass *rdmc);
 
-/* Page state of one 4 KiB page (tests, debugging). */
-bool guest_memfd_page_is_private(GuestMemfdRegion *r, uint64_t offset);
-void guest_memfd_region_counters(GuestMemfdRegion *r, GuestMemfdCounters *c);
 /* All pages back to the file's initial state (system reset). */
 void guest_memfd_region_reset(GuestMemfdRegion *r);
 

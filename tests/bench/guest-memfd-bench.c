@@ -28,6 +28,7 @@
 #include "qemu/memfd.h"
 #include "system/guest-memfd-state.h"
 #include "system/guest-memfd-model.h"
+#include "tests/unit/guest-memfd-model-testing.h"
 #include "hw/misc/guest-memfd-psc-list.h"
 #include "qemu/bswap.h"
 

@@ -20,6 +20,7 @@
 #include "qemu/units.h"
 #include "system/guest-memfd-state.h"
 #include "system/guest-memfd-model.h"
+#include "tests/unit/guest-memfd-model-testing.h"
 #include "hw/misc/guest-memfd-psc-list.h"
 
 #define PAGE            GUEST_MEMFD_PAGE_SIZE

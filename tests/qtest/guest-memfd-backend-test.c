@@ -81,6 +81,13 @@ static const BadConfig bad_configs[] = {
       "cannot reserve 1024 1G pages" },
 };
 
+static const BadConfig hints[] = {
+    { "size=3M,pagesize=2M", "is not a multiple of pagesize 0x200000\r\n"
+      "Round the size to a multiple of pagesize." },
+    { "size=128M,share=off", "always shared with its own mapping\r\n"
+      "Drop share=off." },
+};
+
 /* object-add with bad options fails, names the problem, leaves nothing. */
 static void test_object_add_errors(void)
 {
@@ -110,6 +117,16 @@ static void test_object_add_errors(void)
         g_assert(qdict_haskey(get, "error"));
         qobject_unref(get);
         g_assert_cmpint(gmem_query_count(qts), ==, 0);
+    }
+    /* HMP (and the command line) also print the remedy, as a hint. */
+    for (size_t i = 0; i < ARRAY_SIZE(hints); i++) {
+        g_autofree char *out = qtest_hmp(qts, "object_add " MODEL ",id=h,%s",
+                                         hints[i].props);
+
+        if (!strstr(out, hints[i].error)) {
+            g_error("object_add %s: got \"%s\", expected \"%s\"",
+                    hints[i].props, out, hints[i].error);
+        }
     }
     qtest_quit(qts);
 }

@@ -16,6 +16,7 @@
 #include "qapi/error.h"
 #include "qemu/units.h"
 #include "system/guest-memfd-model.h"
+#include "tests/unit/guest-memfd-model-testing.h"
 
 #include <sys/mman.h>
 
