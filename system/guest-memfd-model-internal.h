@@ -18,13 +18,13 @@
 #include "qemu/lockable.h"
 #include "qemu/units.h"
 #include "system/guest-memfd-model.h"
+#include "system/guest-memfd-shared-pages.h"
 
 #define MODEL_PAGE 4096ULL
 #define MODEL_PAGE_SHIFT 12
 
 typedef struct ModelFolio {
     uint32_t pfn;           /* pool page number while allocated/truncated */
-    uint32_t shared;        /* shared 4 KiB pages */
     uint32_t tt;            /* transient references, all sub-pages */
     uint32_t vma;           /* host-mapped sub-pages */
     bool allocated;         /* in the filemap */
@@ -50,7 +50,7 @@ typedef struct ModelFile {
     ModelPool *pool;
     uint64_t nfolios, npages, ppf;  /* ppf: 4 KiB pages per folio */
     ModelFolio *folios;
-    unsigned long *shared;          /* attribute, per 4 KiB page */
+    GuestMemfdSharedPages shared;   /* attribute, per 4 KiB page */
     unsigned long *mapped;          /* host mappings (vma refs) */
     unsigned long *pinned;          /* tt > 0 */
     GHashTable *tt;                 /* page index -> transient refs */
@@ -68,7 +68,6 @@ typedef struct ModelFile {
     uint64_t nsplit;                /* split folios */
     uint64_t nsplit_allocated;      /* split folios in the filemap */
     uint64_t nwaiting;              /* folios waiting for folio_put */
-    uint64_t nshared;               /* shared 4 KiB pages */
     GuestMemfdModelStats ev;        /* event counters */
 } ModelFile;
 

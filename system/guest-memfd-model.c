@@ -139,7 +139,7 @@ static bool folio_needs_split(ModelFile *mf, uint64_t index)
 {
     ModelFolio *folio = &mf->folios[index];
 
-    return mf->ppf > 1 && folio->shared && !folio->split;
+    return mf->ppf > 1 && mf->shared.per_folio[index] && !folio->split;
 }
 
 /*
@@ -222,7 +222,7 @@ static void folio_put(ModelFile *mf, uint64_t index)
         return;
     }
     folio_set_waiting(mf, folio, false);
-    if (folio->split && !folio->shared) {
+    if (folio->split && !mf->shared.per_folio[index]) {
         folio_merge(mf, index);
     }
 }
@@ -253,29 +253,6 @@ static void sync_pages(ModelFile *mf, uint64_t first_page, uint64_t npages)
 
 /* Attributes and host mappings */
 
-static void set_attr_range(ModelFile *mf, uint64_t first, uint64_t n,
-                           bool shared)
-{
-    uint64_t end = first + n;
-
-    for (uint64_t p = first; p < end;) {
-        uint64_t index = p / mf->ppf;
-        uint64_t chunk = MIN(end, folio_first_page(mf, index + 1)) - p;
-        long was = bitmap_count_one_with_offset(mf->shared, p, chunk);
-
-        if (shared) {
-            bitmap_set(mf->shared, p, chunk);
-            mf->folios[index].shared += chunk - was;
-            mf->nshared += chunk - was;
-        } else {
-            bitmap_clear(mf->shared, p, chunk);
-            mf->folios[index].shared -= was;
-            mf->nshared -= was;
-        }
-        p += chunk;
-    }
-}
-
 /* Drop the vma references of a range (unmap_mapping_pages). */
 static void unmap_range(ModelFile *mf, uint64_t first, uint64_t n)
 {
@@ -293,8 +270,8 @@ bool gmem_model_range_is(ModelFile *mf, uint64_t first, uint64_t n,
 {
     uint64_t end = first + n;
 
-    return (shared ? find_next_zero_bit(mf->shared, end, first)
-                   : find_next_bit(mf->shared, end, first)) >= end;
+    return (shared ? find_next_zero_bit(mf->shared.bits, end, first)
+                   : find_next_bit(mf->shared.bits, end, first)) >= end;
 }
 
 static bool check_range(GuestMemfdFile *f, uint64_t offset, uint64_t size)
@@ -349,11 +326,11 @@ static int convert_to_private(ModelFile *mf, uint64_t first, uint64_t n,
         *error_offset = (p < end ? p : first) << MODEL_PAGE_SHIFT;
         return -EAGAIN;
     }
-    set_attr_range(mf, first, n, false);
+    guest_memfd_shared_pages_set(&mf->shared, first, n, false);
     for (uint64_t i = first / mf->ppf; i <= (end - 1) / mf->ppf; i++) {
         ModelFolio *folio = &mf->folios[i];
 
-        if (folio->allocated && folio->split && !folio->shared &&
+        if (folio->allocated && folio->split && !mf->shared.per_folio[i] &&
             !folio->waiting) {
             folio_register_put(mf, i);
         }
@@ -383,7 +360,7 @@ static int convert_to_shared(ModelFile *mf, uint64_t first, uint64_t n)
         /* Shared pages again: the pending folio_put has nothing to do. */
         folio_set_waiting(mf, &mf->folios[i], false);
     }
-    set_attr_range(mf, first, n, true);
+    guest_memfd_shared_pages_set(&mf->shared, first, n, true);
     gmem_model_protect_view(mf, first, n, false);
     mf->ev.to_shared++;
     return 0;
@@ -522,7 +499,7 @@ static void file_destroy(ModelFile *mf)
     pool->files--;
     g_hash_table_destroy(mf->tt);
     g_free(mf->folios);
-    g_free(mf->shared);
+    guest_memfd_shared_pages_destroy(&mf->shared);
     g_free(mf->mapped);
     g_free(mf->pinned);
     g_free(mf);
@@ -637,12 +614,12 @@ GuestMemfdFile *guest_memfd_model_create(uint64_t size, uint64_t page_size,
     mf->npages = size >> MODEL_PAGE_SHIFT;
     mf->ppf = page_size >> MODEL_PAGE_SHIFT;
     mf->folios = g_new0(ModelFolio, mf->nfolios);
-    mf->shared = bitmap_new(mf->npages);
+    guest_memfd_shared_pages_init(&mf->shared, mf->npages, ctz64(mf->ppf));
     mf->mapped = bitmap_new(mf->npages);
     mf->pinned = bitmap_new(mf->npages);
     mf->tt = g_hash_table_new(g_direct_hash, g_direct_equal);
     if (init_shared) {
-        set_attr_range(mf, 0, mf->npages, true);
+        guest_memfd_shared_pages_set(&mf->shared, 0, mf->npages, true);
     }
     if (!gmem_model_backing_open(mf, errp)) {
         pool->reserved -= mf->resv;
@@ -671,9 +648,9 @@ void guest_memfd_model_set_host_view(GuestMemfdFile *f, void *host)
     MODEL_LOCK_GUARD();
     mf->host_view = host;
     /* Runs of private pages become inaccessible. */
-    for (p = find_next_zero_bit(mf->shared, mf->npages, 0); p < mf->npages;
-         p = find_next_zero_bit(mf->shared, mf->npages, end)) {
-        end = find_next_bit(mf->shared, mf->npages, p);
+    for (p = find_next_zero_bit(mf->shared.bits, mf->npages, 0); p < mf->npages;
+         p = find_next_zero_bit(mf->shared.bits, mf->npages, end)) {
+        end = find_next_bit(mf->shared.bits, mf->npages, p);
         gmem_model_protect_view(mf, p, end - p, true);
     }
 }
@@ -748,7 +725,7 @@ void guest_memfd_model_stats(GuestMemfdFile *f, GuestMemfdModelStats *out)
     out->folios_split = mf->nsplit;
     out->folios_merged = mf->nallocated - mf->nsplit_allocated;
     out->folios_waiting = mf->nwaiting;
-    out->shared_pages = mf->nshared;
+    out->shared_pages = mf->shared.nr_shared;
     out->private_pages = mf->npages - out->shared_pages;
     out->pinned_pages = g_hash_table_size(mf->tt);
 }

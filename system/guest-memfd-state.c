@@ -29,37 +29,20 @@ typedef struct StateMapping {
     uint64_t len;
 } StateMapping;
 
+static bool state_has_private(GuestMemfdState *s)
+{
+    return s->shared.nr_shared < s->shared.pages;
+}
+
 /* Record that [first, first + n) pages now have state @shared. */
 static void state_set(GuestMemfdState *s, uint64_t first, uint64_t n,
                       bool shared)
 {
-    uint64_t end = first + n;
-    bool had_private = s->shared_pages < s->pages;
+    bool had_private = state_has_private(s);
 
-    while (first < end) {
-        uint64_t folio = first >> s->folio_shift;
-        uint64_t folio_end = MIN(end, (folio + 1) << s->folio_shift);
-        uint64_t len = folio_end - first;
-        uint64_t was = bitmap_count_one_with_offset(s->shared, first, len);
-        uint32_t before = s->folio_shared[folio];
-
-        if (shared) {
-            bitmap_set(s->shared, first, len);
-            s->folio_shared[folio] += len - was;
-            s->shared_pages += len - was;
-        } else {
-            bitmap_clear(s->shared, first, len);
-            s->folio_shared[folio] -= was;
-            s->shared_pages -= was;
-        }
-        if (!before && s->folio_shared[folio]) {
-            s->folios_with_shared++;
-        } else if (before && !s->folio_shared[folio]) {
-            s->folios_with_shared--;
-        }
-        first = folio_end;
-    }
-    if (had_private != (s->shared_pages < s->pages) && s->private_changed) {
+    guest_memfd_shared_pages_set(&s->shared, first, n, shared);
+    if (had_private != state_has_private(s) &&
+        s->private_changed) {
         s->private_changed(s->opaque);
     }
 }
@@ -70,14 +53,14 @@ void guest_memfd_state_init(GuestMemfdState *s, GuestMemfdFile *file,
     memset(s, 0, sizeof(*s));
     s->file = file;
     s->name = g_strdup(name);
-    s->pages = file->size / GUEST_MEMFD_PAGE_SIZE;
-    s->folio_shift = ctz64(file->page_size / GUEST_MEMFD_PAGE_SIZE);
-    s->shared = bitmap_new(s->pages);
-    s->folio_shared = g_new0(uint32_t, file->size / file->page_size);
+    guest_memfd_shared_pages_init(&s->shared,
+                                  file->size / GUEST_MEMFD_PAGE_SIZE,
+                                  ctz64(file->page_size /
+                                        GUEST_MEMFD_PAGE_SIZE));
     s->mappings = g_array_new(false, false, sizeof(StateMapping));
     qemu_mutex_init(&s->lock);
     if (file->init_shared) {
-        state_set(s, 0, s->pages, true);
+        state_set(s, 0, s->shared.pages, true);
     }
 }
 
@@ -85,8 +68,7 @@ void guest_memfd_state_destroy(GuestMemfdState *s)
 {
     qemu_mutex_destroy(&s->lock);
     g_array_free(s->mappings, true);
-    g_free(s->shared);
-    g_free(s->folio_shared);
+    guest_memfd_shared_pages_destroy(&s->shared);
     g_free(s->name);
 }
 
@@ -146,9 +128,9 @@ static bool state_range_is(GuestMemfdState *s, uint64_t offset,
     uint64_t end = first + size / GUEST_MEMFD_PAGE_SIZE;
 
     if (private) {
-        return find_next_bit(s->shared, end, first) >= end;
+        return find_next_bit(s->shared.bits, end, first) >= end;
     }
-    return find_next_zero_bit(s->shared, end, first) >= end;
+    return find_next_zero_bit(s->shared.bits, end, first) >= end;
 }
 
 bool guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
@@ -278,7 +260,7 @@ bool guest_memfd_state_any_private(GuestMemfdState *s, uint64_t offset,
     uint64_t first = offset / GUEST_MEMFD_PAGE_SIZE;
     uint64_t last = (offset + len - 1) / GUEST_MEMFD_PAGE_SIZE;
 
-    return find_next_zero_bit(s->shared, last + 1, first) <= last;
+    return find_next_zero_bit(s->shared.bits, last + 1, first) <= last;
 }
 
 bool guest_memfd_state_next_run(GuestMemfdState *s, uint64_t *offset,
@@ -290,11 +272,11 @@ bool guest_memfd_state_next_run(GuestMemfdState *s, uint64_t *offset,
 
     qemu_mutex_lock(&s->lock);
     if (shared) {
-        first = find_next_bit(s->shared, last, first);
-        run_end = find_next_zero_bit(s->shared, last, first);
+        first = find_next_bit(s->shared.bits, last, first);
+        run_end = find_next_zero_bit(s->shared.bits, last, first);
     } else {
-        first = find_next_zero_bit(s->shared, last, first);
-        run_end = find_next_bit(s->shared, last, first);
+        first = find_next_zero_bit(s->shared.bits, last, first);
+        run_end = find_next_bit(s->shared.bits, last, first);
     }
     qemu_mutex_unlock(&s->lock);
     if (first >= last) {
@@ -310,7 +292,7 @@ bool guest_memfd_state_has_private(GuestMemfdState *s)
     bool any;
 
     qemu_mutex_lock(&s->lock);
-    any = s->shared_pages < s->pages;
+    any = state_has_private(s);
     qemu_mutex_unlock(&s->lock);
     return any;
 }
@@ -318,8 +300,8 @@ bool guest_memfd_state_has_private(GuestMemfdState *s)
 void guest_memfd_state_info(GuestMemfdState *s, GuestMemfdStateInfo *info)
 {
     qemu_mutex_lock(&s->lock);
-    info->shared_bytes = s->shared_pages * GUEST_MEMFD_PAGE_SIZE;
-    info->folios_with_shared = s->folios_with_shared;
+    info->shared_bytes = s->shared.nr_shared * GUEST_MEMFD_PAGE_SIZE;
+    info->folios_with_shared = s->shared.nr_folios_with_shared;
     info->counters = s->counters;
     qemu_mutex_unlock(&s->lock);
 }

@@ -66,7 +66,7 @@ GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,
     r->state.opaque = r;
     qemu_bh_schedule(r->blocker_bh);
     /* The memory API's inline check reads the page state from here. */
-    mr->guest_memfd_shared = r->state.shared;
+    mr->guest_memfd_shared = r->state.shared.bits;
     trace_guest_memfd_region_new(r->state.name, file->size, file->page_size,
                                  variant);
     return r;

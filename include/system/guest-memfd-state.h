@@ -3,8 +3,7 @@
  *
  * Page state of one guest_memfd file, as QEMU knows it
  *
- * One bit per 4 KiB page (set: shared) and, per folio, the number of shared
- * pages, so that "is this folio split?" and every total is O(1).  All
+ * Which 4 KiB pages are shared (guest-memfd-shared-pages.h).  All
  * conversions of the file go through guest_memfd_state_convert(), which
  * calls the kernel (or its model, or the null kernel) and changes the bits
  * only for what the kernel converted.  Nothing here knows about guest
@@ -17,6 +16,7 @@
 
 #include "qemu/thread.h"
 #include "system/guest-memfd-kernel.h"
+#include "system/guest-memfd-shared-pages.h"
 
 #define GUEST_MEMFD_PAGE_SIZE   4096ULL
 
@@ -32,12 +32,7 @@ typedef struct GuestMemfdState {
     GuestMemfdFile *file;
     char *name;                 /* for errors and traces */
     QemuMutex lock;
-    uint64_t pages;             /* 4 KiB pages in the file */
-    unsigned folio_shift;       /* log2(pages per folio) */
-    unsigned long *shared;      /* one bit per 4 KiB page: set = shared */
-    uint32_t *folio_shared;     /* shared pages per folio */
-    uint64_t shared_pages;
-    uint64_t folios_with_shared;
+    GuestMemfdSharedPages shared;
     GuestMemfdCounters counters;
     /*
      * Ranges QEMU itself maps (address_space_map(): DMA in flight): like

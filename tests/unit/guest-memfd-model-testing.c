@@ -104,7 +104,7 @@ bool guest_memfd_model_page_private(GuestMemfdFile *f, uint64_t offset)
 
     MODEL_LOCK_GUARD();
     assert(offset < f->size);
-    return !test_bit(offset >> MODEL_PAGE_SHIFT, mf->shared);
+    return !test_bit(offset >> MODEL_PAGE_SHIFT, mf->shared.bits);
 }
 
 GuestMemfdMappability guest_memfd_model_mappability(GuestMemfdFile *f,
@@ -124,7 +124,7 @@ GuestMemfdMappability guest_memfd_model_mappability(GuestMemfdFile *f,
     if (folio->waiting) {
         return GMEM_MAPPABLE_NONE;
     }
-    return test_bit(offset >> MODEL_PAGE_SHIFT, mf->shared) ?
+    return test_bit(offset >> MODEL_PAGE_SHIFT, mf->shared.bits) ?
            GMEM_MAPPABLE_ALL : GMEM_MAPPABLE_GUEST;
 }
 
@@ -153,7 +153,7 @@ void guest_memfd_model_folio(GuestMemfdFile *f, uint64_t index,
     *out = (GuestMemfdModelFolio) {
         .allocated = folio->allocated, .split = folio->split,
         .waiting_merge = folio->waiting, .truncated = folio->truncated,
-        .shared_pages = folio->shared, .fm = folio_fm(mf, folio),
+        .shared_pages = mf->shared.per_folio[index], .fm = folio_fm(mf, folio),
         .vma = folio->vma, .tt = folio->tt,
     };
 }
@@ -186,13 +186,13 @@ static bool check_folio(ModelFile *mf, uint64_t i, uint32_t tt,
 {
     ModelFolio *folio = &mf->folios[i];
     uint64_t first = folio_first_page(mf, i);
-    uint32_t shared = bitmap_count_one_with_offset(mf->shared, first,
+    uint32_t shared = bitmap_count_one_with_offset(mf->shared.bits, first,
                                                    mf->ppf);
     uint32_t vma = bitmap_count_one_with_offset(mf->mapped, first, mf->ppf);
     bool holds = folio->allocated || folio->truncated;
     const char *why = NULL;
 
-    if (folio->shared != shared || folio->vma != vma || folio->tt != tt) {
+    if (mf->shared.per_folio[i] != shared || folio->vma != vma || folio->tt != tt) {
         why = "counters differ from the bitmaps";
     } else if (folio->allocated && folio->truncated) {
         why = "both in the filemap and truncated";
@@ -206,7 +206,7 @@ static bool check_folio(ModelFile *mf, uint64_t i, uint32_t tt,
     } else if (folio->waiting && !folio->tt && !folio->vma) {
         why = "waits for folio_put without references";
     } else if (folio->waiting && !folio->truncated &&
-               (!folio->split || folio->shared)) {
+               (!folio->split || mf->shared.per_folio[i])) {
         why = "waits for a merge it cannot do";
     } else if (folio->truncated && (!mf->closed || !folio->waiting)) {
         why = "truncated while the file is open or without a callback";
@@ -279,16 +279,16 @@ static bool check_file_totals(ModelFile *mf, Error **errp)
         split += folio->split;
         split_allocated += folio->split && folio->allocated;
         waiting += folio->waiting;
-        shared += folio->shared;
+        shared += mf->shared.per_folio[i];
     }
     if (split != mf->nsplit || split_allocated != mf->nsplit_allocated ||
-        waiting != mf->nwaiting || shared != mf->nshared) {
+        waiting != mf->nwaiting || shared != mf->shared.nr_shared) {
         error_setg(errp, "guest_memfd model: totals: %" PRIu64 " split (%"
                    PRIu64 " counted), %" PRIu64 " split in the filemap (%"
                    PRIu64 "), %" PRIu64 " waiting (%" PRIu64 "), %" PRIu64
                    " shared pages (%" PRIu64 ")", split, mf->nsplit,
                    split_allocated, mf->nsplit_allocated, waiting,
-                   mf->nwaiting, shared, mf->nshared);
+                   mf->nwaiting, shared, mf->shared.nr_shared);
         return false;
     }
     return true;
@@ -318,7 +318,7 @@ static bool check_mapped_shared(ModelFile *mf, Error **errp)
 {
     g_autofree unsigned long *priv_mapped = bitmap_new(mf->npages);
 
-    if (bitmap_andnot(priv_mapped, mf->mapped, mf->shared, mf->npages)) {
+    if (bitmap_andnot(priv_mapped, mf->mapped, mf->shared.bits, mf->npages)) {
         error_setg(errp, "guest_memfd model: private page %lu is host-mapped",
                    find_first_bit(priv_mapped, mf->npages));
         return false;

@@ -219,7 +219,7 @@ static void test_refused(void)
                                                 PAGE));
     g_assert_false(guest_memfd_state_any_private(&fx.r.state, 10 * PAGE,
                                                  2 * PAGE));
-    g_assert_cmpuint(fx.r.state.shared_pages, ==, 2);
+    g_assert_cmpuint(fx.r.state.shared.nr_shared, ==, 2);
     assert_mirrors(&fx, &fx.a);
     assert_mirrors(&fx, &fx.b);
     g_assert_cmpuint(fx.b.discards, ==, 2);

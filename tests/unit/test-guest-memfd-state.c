@@ -28,7 +28,7 @@ static void assert_agrees(GuestMemfdState *s)
                         priv);
         shared += !priv;
     }
-    g_assert_cmpuint(s->shared_pages, ==, shared);
+    g_assert_cmpuint(s->shared.nr_shared, ==, shared);
     g_assert(guest_memfd_model_check(f, &error_abort));
 }
 
@@ -76,9 +76,9 @@ static void test_folio_counters(void)
     guest_memfd_state_info(&s, &info);
     g_assert_cmpuint(info.folios_with_shared, ==, 3);
     g_assert_cmpuint(info.shared_bytes, ==, 5 * PAGE);
-    g_assert_cmpuint(s.folio_shared[0], ==, 1);
-    g_assert_cmpuint(s.folio_shared[1], ==, 2);
-    g_assert_cmpuint(s.folio_shared[2], ==, 2);
+    g_assert_cmpuint(s.shared.per_folio[0], ==, 1);
+    g_assert_cmpuint(s.shared.per_folio[1], ==, 2);
+    g_assert_cmpuint(s.shared.per_folio[2], ==, 2);
 
     g_assert(guest_memfd_state_convert(&s, 0, 8 * MiB, true, NULL,
                                        &error_abort));
@@ -188,7 +188,7 @@ static void test_split_failure(void)
     error_free(err);
     g_assert_cmpuint(done, ==, 0);
     g_assert_cmpuint(s.counters.retried, ==, 0);
-    g_assert_cmpuint(s.shared_pages, ==, 0);
+    g_assert_cmpuint(s.shared.nr_shared, ==, 0);
     assert_agrees(&s);
     guest_memfd_state_destroy(&s);
     guest_memfd_close(f);
@@ -214,7 +214,7 @@ static void test_bad_ranges(void)
         error_free(err);
     }
     g_assert_cmpuint(s.counters.kernel_calls, ==, 0);
-    g_assert_cmpuint(s.shared_pages, ==, 0);
+    g_assert_cmpuint(s.shared.nr_shared, ==, 0);
     guest_memfd_state_destroy(&s);
     guest_memfd_close(f);
 }
