@@ -243,6 +243,39 @@ static void test_pc_dimm(void)
     qtest_quit(qts);
 }
 
+static uint64_t pool_in_use(QTestState *qts, const char *id)
+{
+    QDict *info = gmem_query_one(qts, id);
+    uint64_t n = qdict_get_int(qdict_get_qdict(info, "pool"), "in-use");
+
+    qobject_unref(info);
+    return n;
+}
+
+/*
+ * system_reset empties guest RAM, and only guest RAM: a backend that is
+ * no guest's memory (added, not plugged) keeps its preallocated pages.
+ */
+static void test_reset_spares_unplugged(void)
+{
+    QTestState *qts = qtest_init("-machine q35,memory-backend=mem0 -m 64M"
+                                 " -object " MODEL ",id=mem0,size=64M");
+
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {"
+                             " 'qom-type': 'memory-backend-guest-memfd',"
+                             " 'id': 'spare', 'size': 8388608, 'pagesize':"
+                             " 2097152, 'prealloc': true, 'kernel-model':"
+                             " true, 'x-simulated-pool': true}}");
+    g_assert_cmpuint(pool_in_use(qts, "spare"), ==, 4);
+    qtest_writeq(qts, 0x100000, 0x1122334455667788ULL);
+    g_assert_cmpuint(pool_in_use(qts, "mem0"), >, 0);
+
+    qtest_system_reset(qts);
+    g_assert_cmpuint(pool_in_use(qts, "spare"), ==, 4);
+    g_assert_cmpuint(pool_in_use(qts, "mem0"), ==, 0);
+    qtest_quit(qts);
+}
+
 /* A backend that is not guest RAM yet can be added and deleted again. */
 static void test_object_add_del(void)
 {
@@ -497,6 +530,8 @@ int main(int argc, char **argv)
     }
     qtest_add_func("/guest-memfd/backend/init-private", test_init_private);
     qtest_add_func("/guest-memfd/backend/object-add-del", test_object_add_del);
+    qtest_add_func("/guest-memfd/backend/reset-spares-unplugged",
+                   test_reset_spares_unplugged);
     qtest_add_func("/guest-memfd/backend/numa-memdev", test_numa_memdev);
     qtest_add_func("/guest-memfd/backend/pc-dimm", test_pc_dimm);
     qtest_add_func("/guest-memfd/backend/hmp", test_hmp);
