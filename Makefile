@@ -57,7 +57,10 @@ configure: assemble
 build: configure
 	@v="qemu-gmem1g $$(git describe --always --dirty --tags 2>/dev/null || echo unknown)"; \
 	[ "$$(cat $(SRC)/FORK-VERSION 2>/dev/null)" = "$$v" ] || echo "$$v" > $(SRC)/FORK-VERSION
-	@flock build/.build-lock $(MAKE) --no-print-directory -C $(BLD) -j$(JOBS)
+	@# Leave out the steps ninja runs every time (they rarely change anything).
+	@set -o pipefail; \
+	flock build/.build-lock $(MAKE) --no-print-directory -C $(BLD) -j$(JOBS) | \
+		{ grep --line-buffered -vE '\] Generating (qemu-version\.h|pc-bios/)' || true; }
 
 check: build
 	@scripts/check
