@@ -22,7 +22,6 @@
 #include "migration/blocker.h"
 #include "system/kvm.h"
 #include "qom/object_interfaces.h"
-#include "exec/ramblock.h"
 #include "hw/boards.h"
 #include "hw/resettable.h"
 #include "system/hostmem.h"
@@ -48,6 +47,8 @@ struct HostMemoryBackendGuestMemfd {
     GuestMemfdFile *file;
     GuestMemfdRegion *region;
     ResettableState reset_state;
+    /* Conversions discard pages, coordinated by the RamDiscardManager. */
+    bool discard_required;
     /* KVM memslots bound to guest_memfd cannot log dirty pages. */
     Error *migration_blocker;
 };
@@ -96,14 +97,17 @@ static ResettableState *gmem_reset_state(Object *obj)
 
 /*
  * Guest RAM goes back to its initial page state, empty.  Not at the cold
- * reset at startup, which must not undo prealloc, and not while the memory
- * is no guest's RAM (an unplugged DIMM keeps what it holds).
+ * reset at startup (nor before an incoming migration), which must not undo
+ * prealloc, not on a wakeup from S3, which keeps memory, and not while the
+ * memory is no guest's RAM (an unplugged DIMM keeps what it holds).
  */
 static void gmem_reset_hold(Object *obj, ResetType type)
 {
     HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(obj);
 
-    if (g->region && !runstate_check(RUN_STATE_PRELAUNCH) &&
+    if (g->region && type != RESET_TYPE_WAKEUP &&
+        !runstate_check(RUN_STATE_PRELAUNCH) &&
+        !runstate_check(RUN_STATE_INMIGRATE) &&
         host_memory_backend_is_mapped(MEMORY_BACKEND(obj))) {
         guest_memfd_region_reset(g->region);
     }
@@ -137,6 +141,14 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
                           " pagesize.\n");
         return false;
     }
+
+    if (ram_block_coordinated_discard_require(true)) {
+        error_setg(errp, "memory-backend-guest-memfd '%s': its pages are"
+                   " discarded when they become private, which something"
+                   " (an assigned device, SEV) has disabled", name);
+        return false;
+    }
+    g->discard_required = true;
 
     if (g->simulated_pool && !g->kernel_model) {
         error_setg(errp, "x-simulated-pool=on needs kernel-model=on");
@@ -219,19 +231,18 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
  */
 static void gmem_complete(UserCreatable *uc, Error **errp)
 {
+    ERRP_GUARD();
     HostMemoryBackendGuestMemfdClass *gc =
         MEMORY_BACKEND_GUEST_MEMFD_GET_CLASS(uc);
     HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(uc);
     HostMemoryBackend *backend = MEMORY_BACKEND(uc);
     bool prealloc = backend->prealloc;
-    Error *local_err = NULL;
     int ret;
 
     backend->prealloc = false;
-    gc->parent_complete(uc, &local_err);
+    gc->parent_complete(uc, errp);
     backend->prealloc = prealloc;
-    if (local_err) {
-        error_propagate(errp, local_err);
+    if (*errp) {
         return;
     }
     if (prealloc) {
@@ -255,6 +266,9 @@ static void gmem_finalize(Object *obj)
         guest_memfd_close(g->file);
     }
     migrate_del_blocker(&g->migration_blocker);
+    if (g->discard_required) {
+        ram_block_coordinated_discard_require(false);
+    }
 }
 
 /* Properties say what to create: they cannot change once it exists. */

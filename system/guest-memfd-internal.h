@@ -3,7 +3,8 @@
  *
  * The page-state core's region, shared by its files: the core
  * (guest-memfd.c), its RamDiscardManager (guest-memfd-rdm.c) and its
- * management commands (guest-memfd-qmp.c).  Nothing else looks inside.
+ * management commands (guest-memfd-qmp.c), and by the RamDiscardManager's
+ * unit test.  Nothing else looks inside.
  */
 
 #ifndef SYSTEM_GUEST_MEMFD_INTERNAL_H
@@ -21,15 +22,16 @@ struct GuestMemfdRegion {
     Error *migration_blocker;
     /*
      * RamDiscardManager listeners (VFIO): shared = populated.  The lock
-     * is held while they are told, outside the page state's lock.
+     * covers every conversion and every replay, with or without the BQL,
+     * and is held while listeners are told, outside the page state's lock.
      */
-    QemuMutex listeners_lock;
+    QemuRecMutex listeners_lock;
     QLIST_HEAD(, RamDiscardListener) listeners;
 };
 
 /*
- * Convert with listeners: tell them before pages become private and after
- * pages become shared; if one refuses new shared pages, undo the
+ * Convert, telling the listeners, if any: before pages become private and
+ * after pages become shared; if one refuses new shared pages, undo the
  * conversion.  Arguments and result as guest_memfd_convert_ram().
  */
 bool guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,

@@ -184,14 +184,18 @@ bool guest_memfd_model_pool(uint64_t page_size, GuestMemfdModelPool *out)
 bool guest_memfd_model_simulate_pool(uint64_t page_size, Error **errp)
 {
     ModelPool *p = gmem_model_pool_of(page_size);
+    uint64_t simulated;
 
     assert(p);
     MODEL_LOCK_GUARD();
+    simulated = p->simulated;
     if (!p->simulated) {
         p->simulated = MAX(host_mem_total() / page_size, 1);
     }
     gmem_model_pool_refresh(p);
     if (p->real) {
+        /* Later files keep the host's pool, as before. */
+        p->simulated = simulated;
         error_setg(errp, "guest_memfd model: the pool of %" PRIu64 " KiB"
                    " pages is in use as the host's hugetlb pool",
                    page_size / KiB);

@@ -10,6 +10,11 @@
  * listener may refuse new pages; then the listeners already told drop them
  * again and the pages go back to private, so that nobody maps a page the
  * others think private.
+ *
+ * Conversions come from vCPU threads without the BQL (KVM exits) as well
+ * as from the main loop, so everything here runs under the region's
+ * listeners_lock, which is recursive: a listener may replay from its
+ * callback.  Listeners are called with it held and must not take the BQL.
  */
 
 #include "qemu/osdep.h"
@@ -149,17 +154,44 @@ static void runs_clip(GArray *runs, uint64_t offset, uint64_t len)
     }
 }
 
+/* Undo a conversion to shared that a listener refused; false if stuck. */
+static bool undo_shared(GuestMemfdRegion *r, GArray *runs)
+{
+    g_autoptr(GArray) stuck = g_array_new(false, false, sizeof(Run));
+
+    for (guint i = 0; i < runs->len; i++) {
+        Run *run = &g_array_index(runs, Run, i);
+        Error *err = NULL;
+
+        if (!guest_memfd_state_convert(&r->state, run->offset, run->len, true,
+                                       NULL, &err)) {
+            g_autoptr(GArray) left = runs_of(r, run->offset, run->len, true);
+
+            warn_reportf_err(err, "guest_memfd %s: undoing a refused"
+                             " conversion to shared: ", r->state.name);
+            g_array_append_vals(stuck, left->data, left->len);
+        }
+    }
+    /* Pages that stayed shared are offered again: shared means mapped. */
+    tell_all(r, stuck, true);
+    return !stuck->len;
+}
+
 bool guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,
                              uint64_t size, bool to_private,
                              uint64_t *done, Error **errp)
 {
     uint64_t file_size = r->state.file->size;
     g_autoptr(GArray) runs = NULL;
+    uint64_t converted = 0;
     bool ok;
 
+    /* vCPU threads convert without the BQL (KVM exits): lock first. */
     QEMU_LOCK_GUARD(&r->listeners_lock);
-    if (!size || size > file_size || offset > file_size - size) {
-        /* Nothing to tell: the state refuses the range. */
+    if (QLIST_EMPTY(&r->listeners) || !size ||
+        !QEMU_IS_ALIGNED(offset | size, GUEST_MEMFD_PAGE_SIZE) ||
+        size > file_size || offset > file_size - size) {
+        /* Nobody to tell, or a range the state refuses as it is. */
         return guest_memfd_state_convert(&r->state, offset, size, to_private,
                                          done, errp);
     }
@@ -179,29 +211,23 @@ bool guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,
 
     /* Only pages that were private are new to the listeners. */
     runs = runs_of(r, offset, size, false);
-    ok = guest_memfd_state_convert(&r->state, offset, size, false, done,
-                                   errp);
-    runs_clip(runs, offset, *done);
-    if (populate_all(r, runs)) {
-        return ok;
-    }
-    if (ok) {
-        error_setg(errp, "guest_memfd %s: a RamDiscardListener (VFIO) cannot"
-                   " map the pages made shared at 0x%" PRIx64,
-                   r->state.name, offset);
-    }
-    for (guint i = 0; i < runs->len; i++) {
-        Run *run = &g_array_index(runs, Run, i);
-        Error *err = NULL;
-
-        if (!guest_memfd_state_convert(&r->state, run->offset, run->len, true,
-                                       NULL, &err)) {
-            warn_reportf_err(err, "guest_memfd %s: undoing a refused"
-                             " conversion to shared: ", r->state.name);
+    ok = guest_memfd_state_convert(&r->state, offset, size, false,
+                                   &converted, errp);
+    runs_clip(runs, offset, converted);
+    if (!populate_all(r, runs)) {
+        if (ok) {
+            error_setg(errp, "guest_memfd %s: a RamDiscardListener (VFIO)"
+                       " cannot map the pages made shared at 0x%" PRIx64,
+                       r->state.name, offset);
         }
+        /* Back to private: nobody maps them, nobody may. */
+        converted = undo_shared(r, runs) ? 0 : converted;
+        ok = false;
     }
-    *done = 0;
-    return false;
+    if (done) {
+        *done = converted;
+    }
+    return ok;
 }
 
 static uint64_t rdm_get_min_granularity(const RamDiscardManager *rdm,
@@ -217,6 +243,7 @@ static bool rdm_is_populated(const RamDiscardManager *rdm,
     uint64_t offset = section->offset_within_region, len;
     uint64_t end = offset + int128_get64(section->size);
 
+    QEMU_LOCK_GUARD(&r->listeners_lock);
     return !guest_memfd_state_next_run(&r->state, &offset, end, false, &len);
 }
 
@@ -224,8 +251,11 @@ static int rdm_replay_populated(const RamDiscardManager *rdm,
                                 MemoryRegionSection *section,
                                 ReplayRamPopulate replay_fn, void *opaque)
 {
-    g_autoptr(GArray) runs = section_runs(rdm_region(rdm), section, true);
+    GuestMemfdRegion *r = rdm_region(rdm);
+    g_autoptr(GArray) runs = NULL;
 
+    QEMU_LOCK_GUARD(&r->listeners_lock);
+    runs = section_runs(r, section, true);
     for (guint i = 0; i < runs->len; i++) {
         Run *run = &g_array_index(runs, Run, i);
         MemoryRegionSection s = *section;
@@ -244,8 +274,11 @@ static void rdm_replay_discarded(const RamDiscardManager *rdm,
                                  MemoryRegionSection *section,
                                  ReplayRamDiscard replay_fn, void *opaque)
 {
-    g_autoptr(GArray) runs = section_runs(rdm_region(rdm), section, false);
+    GuestMemfdRegion *r = rdm_region(rdm);
+    g_autoptr(GArray) runs = NULL;
 
+    QEMU_LOCK_GUARD(&r->listeners_lock);
+    runs = section_runs(r, section, false);
     for (guint i = 0; i < runs->len; i++) {
         Run *run = &g_array_index(runs, Run, i);
         MemoryRegionSection s = *section;
@@ -260,9 +293,10 @@ static void rdm_register_listener(RamDiscardManager *rdm,
                                   MemoryRegionSection *section)
 {
     GuestMemfdRegion *r = rdm_region(rdm);
-    g_autoptr(GArray) runs = section_runs(r, section, true);
+    g_autoptr(GArray) runs = NULL;
 
     QEMU_LOCK_GUARD(&r->listeners_lock);
+    runs = section_runs(r, section, true);
     rdl->section = memory_region_section_new_copy(section);
     QLIST_INSERT_HEAD(&r->listeners, rdl, next);
     if (tell(rdl, runs, runs->len, true) < runs->len) {
@@ -275,9 +309,10 @@ static void rdm_unregister_listener(RamDiscardManager *rdm,
                                     RamDiscardListener *rdl)
 {
     GuestMemfdRegion *r = rdm_region(rdm);
-    g_autoptr(GArray) runs = section_runs(r, rdl->section, true);
+    g_autoptr(GArray) runs = NULL;
 
     QEMU_LOCK_GUARD(&r->listeners_lock);
+    runs = section_runs(r, rdl->section, true);
     tell(rdl, runs, runs->len, false);
     QLIST_REMOVE(rdl, next);
     memory_region_section_free_copy(rdl->section);

@@ -59,7 +59,7 @@ GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,
     r->backend = backend;
     r->variant = g_strdup(variant);
     guest_memfd_state_init(&r->state, file, id ?: "?");
-    qemu_mutex_init(&r->listeners_lock);
+    qemu_rec_mutex_init(&r->listeners_lock);
     QLIST_INIT(&r->listeners);
     r->blocker_bh = qemu_bh_new(region_update_blocker, r);
     r->state.private_changed = region_private_changed;
@@ -81,7 +81,7 @@ void guest_memfd_region_free(GuestMemfdRegion *r)
     qemu_bh_delete(r->blocker_bh);
     migrate_del_blocker(&r->migration_blocker);
     guest_memfd_state_destroy(&r->state);
-    qemu_mutex_destroy(&r->listeners_lock);
+    qemu_rec_mutex_destroy(&r->listeners_lock);
     g_free(r->variant);
     g_free(r);
 }
@@ -138,88 +138,85 @@ bool guest_memfd_convert_ram(GuestMemfdRegion *r, uint64_t offset,
                              uint64_t size, bool to_private, uint64_t *done,
                              Error **errp)
 {
-    uint64_t converted = 0;
-    bool ok;
-
-    if (QLIST_EMPTY(&r->listeners)) {
-        ok = guest_memfd_state_convert(&r->state, offset, size, to_private,
-                                       &converted, errp);
-    } else {
-        ok = guest_memfd_rdm_convert(r, offset, size, to_private,
-                                     &converted, errp);
-    }
-    if (done) {
-        *done = converted;
-    }
-    return ok;
+    return guest_memfd_rdm_convert(r, offset, size, to_private, done, errp);
 }
 
 typedef struct GpaPiece {
+    MemoryRegion *mr;           /* referenced while the piece is in use */
     GuestMemfdRegion *region;
     uint64_t offset;
     uint64_t size;
 } GpaPiece;
 
-/*
- * Split [gpa, gpa + size) into region pieces; fail, before anything is
- * converted, if any part of it is not in-place guest_memfd RAM.  *foreign
- * (if not NULL) says whether the range starts outside such RAM.
- */
-static GArray *gpa_resolve(hwaddr gpa, uint64_t size, bool *foreign,
-                           Error **errp)
+static void gpa_piece_clear(gpointer data)
 {
-    g_autoptr(GArray) pieces = g_array_new(false, false, sizeof(GpaPiece));
+    memory_region_unref(((GpaPiece *)data)->mr);
+}
+
+static GArray *gpa_pieces_new(void)
+{
+    GArray *pieces = g_array_new(false, false, sizeof(GpaPiece));
+
+    g_array_set_clear_func(pieces, gpa_piece_clear);
+    return pieces;
+}
+
+/*
+ * Split [gpa, gpa + size) into @pieces of regions, each holding a
+ * reference to its RAM (a vCPU converts without the BQL, while a DIMM may
+ * go).  Stops at the first part that is not in-place guest_memfd RAM:
+ * false, @errp set, and @pieces holding what came before it.
+ */
+static bool gpa_resolve(hwaddr gpa, uint64_t size, GArray *pieces,
+                        Error **errp)
+{
     hwaddr cur = gpa, end = gpa + size;
 
-    if (foreign) {
-        *foreign = false;
-    }
     if (!size || !QEMU_IS_ALIGNED(gpa | size, GUEST_MEMFD_PAGE_SIZE) ||
         end < gpa) {
         error_setg(errp, "range 0x%" HWADDR_PRIx "+0x%" PRIx64 " is not a"
                    " non-empty, 4 KiB aligned guest-physical range", gpa,
                    size);
-        return NULL;
+        return false;
     }
     while (cur < end) {
         MemoryRegionSection s = memory_region_find(get_system_memory(), cur,
                                                    end - cur);
-        GpaPiece p = { 0 };
+        GpaPiece p = {
+            .mr = s.mr,
+            .region = s.mr ? guest_memfd_region_of(s.mr) : NULL,
+            .offset = s.offset_within_region,
+            .size = int128_get64(s.size),
+        };
         bool at_cur = s.mr && s.offset_within_address_space == cur;
 
-        if (s.mr) {
-            p.region = guest_memfd_region_of(s.mr);
-            p.offset = s.offset_within_region;
-            p.size = int128_get64(s.size);
-            memory_region_unref(s.mr);
-        }
         if (!at_cur || !p.region) {
-            if (foreign && cur == gpa) {
-                *foreign = true;
-            }
             error_setg(errp, "guest-physical address 0x%" HWADDR_PRIx
                        " is not in-place guest_memfd RAM (%s)", cur,
                        at_cur ? memory_region_name(s.mr) : "unassigned");
-            return NULL;
-        }
-        if (!p.size ||
-            !QEMU_IS_ALIGNED(p.offset | p.size, GUEST_MEMFD_PAGE_SIZE)) {
+        } else if (!p.size ||
+                   !QEMU_IS_ALIGNED(p.offset | p.size, GUEST_MEMFD_PAGE_SIZE)) {
             error_setg(errp, "guest-physical address 0x%" HWADDR_PRIx
                        " maps RAM at an unaligned offset", cur);
-            return NULL;
+        } else {
+            g_array_append_val(pieces, p);
+            cur += p.size;
+            continue;
         }
-        g_array_append_val(pieces, p);
-        cur += p.size;
+        if (s.mr) {
+            memory_region_unref(s.mr);
+        }
+        return false;
     }
-    return g_steal_pointer(&pieces);
+    return true;
 }
 
 bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,
                                       Error **errp)
 {
-    g_autoptr(GArray) pieces = gpa_resolve(gpa, size, NULL, errp);
+    g_autoptr(GArray) pieces = gpa_pieces_new();
 
-    return pieces != NULL;
+    return gpa_resolve(gpa, size, pieces, errp);
 }
 
 static bool convert_pieces(GArray *pieces, bool to_private, uint64_t *done,
@@ -247,28 +244,39 @@ static bool convert_pieces(GArray *pieces, bool to_private, uint64_t *done,
 bool guest_memfd_convert_gpa(hwaddr gpa, uint64_t size, bool to_private,
                              uint64_t *done, Error **errp)
 {
-    g_autoptr(GArray) pieces = gpa_resolve(gpa, size, NULL, errp);
+    g_autoptr(GArray) pieces = gpa_pieces_new();
 
     if (done) {
         *done = 0;
     }
-    return pieces && convert_pieces(pieces, to_private, done, errp);
+    return gpa_resolve(gpa, size, pieces, errp) &&
+           convert_pieces(pieces, to_private, done, errp);
 }
 
 bool guest_memfd_convert_memory(hwaddr gpa, uint64_t size, bool to_private,
                                 int *ret)
 {
+    g_autoptr(GArray) pieces = gpa_pieces_new();
     Error *err = NULL;
-    g_autoptr(GArray) pieces = NULL;
-    bool foreign;
 
-    pieces = gpa_resolve(gpa, size, &foreign, &err);
-    if (foreign) {
-        error_free(err);
-        return false;
+    if (!gpa_resolve(gpa, size, pieces, &err)) {
+        if (!pieces->len) {
+            /* Not ours: KVM's usual path. */
+            error_free(err);
+            return false;
+        }
+        if (!to_private) {
+            /*
+             * What follows the guest_memfd RAM (MMIO, a hole) is shared
+             * anyway: KVM's usual path accepts it too (TDX guests convert
+             * MMIO ranges to shared).
+             */
+            error_free(err);
+            err = NULL;
+        }
     }
     *ret = 0;
-    if (!pieces || !convert_pieces(pieces, to_private, NULL, &err)) {
+    if (err || !convert_pieces(pieces, to_private, NULL, &err)) {
         error_report_err(err);
         *ret = -EINVAL;
     }

@@ -62,8 +62,9 @@ const char *guest_memfd_model_backing(GuestMemfdFile *f);
 
 /*
  * QEMU's own (host) mapping of the file.  Private pages in it are made
- * inaccessible where the backing allows (4 KiB backing), as the kernel's
- * SIGBUS would; the model also counts it as the "vma" references.
+ * inaccessible where the backing allows (4 KiB pages, and whole huge pages
+ * that are private), as the kernel's SIGBUS would; the model also counts
+ * it as the "vma" references.
  */
 void guest_memfd_model_set_host_view(GuestMemfdFile *f, void *host);
 

@@ -32,7 +32,8 @@ static inline void guest_memfd_shared_pages_init(GuestMemfdSharedPages *sp,
 {
     *sp = (GuestMemfdSharedPages) {
         .bits = bitmap_new(pages),
-        .per_folio = g_new0(uint32_t, pages >> folio_shift),
+        .per_folio = g_new0(uint32_t,
+                            DIV_ROUND_UP(pages, 1ULL << folio_shift)),
         .pages = pages,
         .folio_shift = folio_shift,
     };

@@ -74,7 +74,8 @@ bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,
  * kvm_convert_memory()'s share: false, having done nothing, when the range
  * does not start in in-place guest_memfd RAM (KVM's usual path handles
  * it); otherwise true, with *ret 0 when converted or -EINVAL, with the
- * error reported.
+ * error reported.  A conversion to shared may run on past the RAM (into
+ * MMIO or a hole, shared anyway); a conversion to private may not.
  */
 bool guest_memfd_convert_memory(hwaddr gpa, uint64_t size, bool to_private,
                                 int *ret);

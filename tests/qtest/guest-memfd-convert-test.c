@@ -1645,7 +1645,8 @@ static void test_host_counters(const void *opaque)
                              " {'id': 'm1'}}");
     /* The RAMBlock lets go of its mapping after an RCU grace period. */
     for (int i = 0; i < 250 &&
-         host_hugepages(ps, "resv_hugepages") != resv0 + (int64_t)reserved0;
+         (host_hugepages(ps, "resv_hugepages") != resv0 + (int64_t)reserved0 ||
+          host_hugepages(ps, "free_hugepages") != free0 - (int64_t)in_use0);
          i++) {
         g_usleep(20 * 1000);
     }

@@ -192,7 +192,8 @@ static bool check_folio(ModelFile *mf, uint64_t i, uint32_t tt,
     bool holds = folio->allocated || folio->truncated;
     const char *why = NULL;
 
-    if (mf->shared.per_folio[i] != shared || folio->vma != vma || folio->tt != tt) {
+    if (mf->shared.per_folio[i] != shared || folio->vma != vma ||
+        folio->tt != tt) {
         why = "counters differ from the bitmaps";
     } else if (folio->allocated && folio->truncated) {
         why = "both in the filemap and truncated";

@@ -105,7 +105,7 @@ static void fixture_init(Fixture *fx)
     guest_memfd_state_init(&fx->r.state,
                            guest_memfd_null_create(PAGES * PAGE, 4 * PAGE,
                                                    false), "t");
-    qemu_mutex_init(&fx->r.listeners_lock);
+    qemu_rec_mutex_init(&fx->r.listeners_lock);
     QLIST_INIT(&fx->r.listeners);
     the_region = &fx->r;
     fx->section = (MemoryRegionSection) {
@@ -125,7 +125,7 @@ static void fixture_destroy(Fixture *fx)
 
     guest_memfd_state_destroy(&fx->r.state);
     guest_memfd_close(f);
-    qemu_mutex_destroy(&fx->r.listeners_lock);
+    qemu_rec_mutex_destroy(&fx->r.listeners_lock);
     the_region = NULL;
 }
 
