@@ -15,6 +15,8 @@
 #include "qemu/units.h"
 #include "exec/memory.h"
 #include "system/guest-memfd-internal.h"
+#include "system/guest-memfd-model.h"
+#include "tests/unit/guest-memfd-model-testing.h"
 
 #define PAGE GUEST_MEMFD_PAGE_SIZE
 #define PAGES 64
@@ -96,13 +98,14 @@ typedef struct Fixture {
     TestListener a, b;
 } Fixture;
 
-static void fixture_init(Fixture *fx)
+/* Over @file, or over the null kernel. */
+static void fixture_init_file(Fixture *fx, GuestMemfdFile *file)
 {
     memset(fx, 0, sizeof(*fx));
     guest_memfd_rdm_class_init(&fx->rdmc);
     /* Only ever handed back to guest_memfd_backend_region(). */
     fx->rdm = (RamDiscardManager *)fx;
-    guest_memfd_state_init(&fx->r.state,
+    guest_memfd_state_init(&fx->r.state, file ?:
                            guest_memfd_null_create(PAGES * PAGE, 4 * PAGE,
                                                    false), "t");
     qemu_rec_mutex_init(&fx->r.listeners_lock);
@@ -117,6 +120,11 @@ static void fixture_init(Fixture *fx)
                                   false);
         l->refuse_page = -1;
     }
+}
+
+static void fixture_init(Fixture *fx)
+{
+    fixture_init_file(fx, NULL);
 }
 
 static void fixture_destroy(Fixture *fx)
@@ -233,6 +241,50 @@ static void test_refused(void)
     fixture_destroy(&fx);
 }
 
+/*
+ * A conversion the kernel stops part way (a pinned page): listeners drop
+ * what becomes private and keep, or map again, what stays shared.
+ */
+static void test_partial(void)
+{
+    GuestMemfdFile *f;
+    Fixture fx;
+    Error *err = NULL;
+    uint64_t done;
+
+    guest_memfd_model_set_simulated_pool(4 * KiB, 4 * PAGES);
+    f = guest_memfd_model_create(PAGES * PAGE, 4 * KiB, true, &error_abort);
+    fixture_init_file(&fx, f);
+    add_listener(&fx, &fx.a);
+    add_listener(&fx, &fx.b);
+    g_assert_cmpuint(fx.a.populates, ==, 1);
+
+    g_assert_cmpint(guest_memfd_model_pin(f, 8 * PAGE), ==, 0);
+    g_assert_false(convert(&fx, 4, 8, true, &done, &err));
+    g_clear_pointer(&err, error_free);
+    g_assert_cmpuint(done, ==, 4);
+    assert_mirrors(&fx, &fx.a);
+    assert_mirrors(&fx, &fx.b);
+    g_assert_cmpuint(fx.r.state.shared.nr_shared, ==, PAGES - 4);
+
+    /* Every retry refused: the whole range stays shared, and mapped. */
+    guest_memfd_model_inject(GMEM_MODEL_FAULT_CONVERT_EAGAIN, 100);
+    g_assert_false(convert(&fx, 16, 8, true, &done, &err));
+    g_clear_pointer(&err, error_free);
+    guest_memfd_model_inject(GMEM_MODEL_FAULT_CONVERT_EAGAIN, 0);
+    g_assert_cmpuint(done, ==, 0);
+    assert_mirrors(&fx, &fx.a);
+    assert_mirrors(&fx, &fx.b);
+
+    g_assert_cmpint(guest_memfd_model_unpin(f, 8 * PAGE), ==, 0);
+    g_assert(convert(&fx, 0, PAGES, true, NULL, &error_abort));
+    assert_mirrors(&fx, &fx.a);
+    g_assert(guest_memfd_model_check(f, &error_abort));
+    fx.rdmc.unregister_listener(fx.rdm, &fx.a.rdl);
+    fx.rdmc.unregister_listener(fx.rdm, &fx.b.rdl);
+    fixture_destroy(&fx);
+}
+
 static int replay_mark(MemoryRegionSection *s, void *opaque)
 {
     int *seen = opaque;
@@ -296,6 +348,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/guest-memfd-rdm/follows", test_follows);
     g_test_add_func("/guest-memfd-rdm/refused", test_refused);
+    g_test_add_func("/guest-memfd-rdm/partial", test_partial);
     g_test_add_func("/guest-memfd-rdm/replay", test_replay);
     return g_test_run();
 }
