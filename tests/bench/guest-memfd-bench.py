@@ -141,7 +141,7 @@ STARTUP_CONFIGS = [
      'memory-backend-ram,id=m,size=%dG,prealloc=on', False, False),
     ('gmem-1g', 'guest-memfd 1G, model, simulated pool',
      'memory-backend-guest-memfd,id=m,size=%dG,pagesize=1G,kernel-model=on,'
-     'prealloc=on', False, False),
+     'x-simulated-pool=on,prealloc=on', False, False),
     ('memfd-1g', 'memfd hugetlb 1G',
      'memory-backend-memfd,id=m,size=%dG,hugetlb=on,hugetlbsize=1G,'
      'prealloc=on', False, True),
