@@ -111,7 +111,7 @@ static void check_consistent(Fuzz *fz)
         abort();
     }
     guest_memfd_model_stats(fz->file, &st);
-    if (st.shared_pages * PAGE != fz->state.shared_pages * PAGE) {
+    if (st.shared_pages != fz->state.shared.nr_shared) {
         abort();
     }
     for (uint64_t off = 0; off < fz->file->size; off += 64 * PAGE) {
