@@ -137,7 +137,7 @@ static bool populate_all(GuestMemfdRegion *r, GArray *runs)
     return true;
 }
 
-/* Runs @runs clipped to [offset, offset + len). */
+/* Clip @runs, in order, to [offset, offset + len). */
 static void runs_clip(GArray *runs, uint64_t offset, uint64_t len)
 {
     for (guint i = 0; i < runs->len; i++) {
