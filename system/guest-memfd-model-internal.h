@@ -123,6 +123,10 @@ ModelPool *gmem_model_pool_of(uint64_t page_size);
 void gmem_model_pool_refresh(ModelPool *p);
 /* Reserve @n pages for a new file (hugepage_subpool_get_pages). */
 bool gmem_model_pool_reserve(ModelPool *p, uint64_t n, Error **errp);
+/* A file gives back @n reservations it will not fault (closed, failed). */
+void gmem_model_pool_unreserve(ModelPool *p, uint64_t n);
+/* A file that gmem_model_pool_reserve() counted is gone. */
+void gmem_model_pool_file_gone(ModelPool *p);
 /* A reserved page becomes a page in use; returns its page number. */
 uint32_t gmem_model_pool_take(ModelPool *p);
 /* Page @pfn is free again, reserved again with @keep_reservation. */

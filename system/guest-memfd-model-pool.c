@@ -165,6 +165,18 @@ bool gmem_model_pool_reserve(ModelPool *p, uint64_t n, Error **errp)
     return true;
 }
 
+void gmem_model_pool_unreserve(ModelPool *p, uint64_t n)
+{
+    assert(p->reserved >= n);
+    p->reserved -= n;
+}
+
+void gmem_model_pool_file_gone(ModelPool *p)
+{
+    assert(p->files);
+    p->files--;
+}
+
 bool guest_memfd_model_pool(uint64_t page_size, GuestMemfdModelPool *out)
 {
     ModelPool *p = gmem_model_pool_of(page_size);

@@ -496,7 +496,7 @@ static void file_destroy(ModelFile *mf)
     ModelPool *pool = mf->pool;
 
     gmem_model_backing_close(mf);
-    pool->files--;
+    gmem_model_pool_file_gone(pool);
     g_hash_table_destroy(mf->tt);
     g_free(mf->folios);
     guest_memfd_shared_pages_destroy(&mf->shared);
@@ -515,7 +515,7 @@ static void model_close(GuestMemfdFile *f)
     mf->closed = true;
     mf->host_view = NULL;
     unmap_range(mf, 0, mf->npages);
-    mf->pool->reserved -= mf->resv;
+    gmem_model_pool_unreserve(mf->pool, mf->resv);
     mf->resv = 0;
     for (uint64_t i = 0; i < mf->nfolios; i++) {
         ModelFolio *folio = &mf->folios[i];
@@ -622,7 +622,7 @@ GuestMemfdFile *guest_memfd_model_create(uint64_t size, uint64_t page_size,
         guest_memfd_shared_pages_set(&mf->shared, 0, mf->npages, true);
     }
     if (!gmem_model_backing_open(mf, errp)) {
-        pool->reserved -= mf->resv;
+        gmem_model_pool_unreserve(pool, mf->resv);
         mf->resv = 0;
         file_destroy(mf);
         return NULL;
