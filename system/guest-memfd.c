@@ -78,6 +78,8 @@ void guest_memfd_region_free(GuestMemfdRegion *r)
         return;
     }
     trace_guest_memfd_region_free(r->state.name);
+    /* Listeners go with the mapping, which went before the backend. */
+    assert(QLIST_EMPTY(&r->listeners));
     qemu_bh_delete(r->blocker_bh);
     migrate_del_blocker(&r->migration_blocker);
     guest_memfd_state_destroy(&r->state);
