@@ -70,25 +70,26 @@ static GuestMemfdInfo *region_info(GuestMemfdRegion *r)
     return info;
 }
 
-/* The backend called @id, or NULL. */
-static GuestMemfdRegion *region_by_id(const char *id)
+/* The region of @obj, if it is a memory-backend-guest-memfd that has one. */
+static GuestMemfdRegion *object_region(Object *obj)
 {
-    Object *obj = object_resolve_path_component(object_get_objects_root(),
-                                                id);
-
     if (!obj || !object_dynamic_cast(obj, TYPE_MEMORY_BACKEND_GUEST_MEMFD)) {
         return NULL;
     }
     return guest_memfd_backend_region(obj);
 }
 
+/* The backend called @id, or NULL. */
+static GuestMemfdRegion *region_by_id(const char *id)
+{
+    return object_region(object_resolve_path_component(
+                             object_get_objects_root(), id));
+}
+
 static int add_region(Object *obj, void *opaque)
 {
-    GuestMemfdRegion *r = NULL;
+    GuestMemfdRegion *r = object_region(obj);
 
-    if (object_dynamic_cast(obj, TYPE_MEMORY_BACKEND_GUEST_MEMFD)) {
-        r = guest_memfd_backend_region(obj);
-    }
     if (r) {
         g_ptr_array_add(opaque, r);
     }

@@ -181,16 +181,14 @@ bool guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,
                              uint64_t size, bool to_private,
                              uint64_t *done, Error **errp)
 {
-    uint64_t file_size = r->state.file->size;
     g_autoptr(GArray) runs = NULL;
     uint64_t converted = 0;
     bool ok;
 
     /* vCPU threads convert without the BQL (KVM exits): lock first. */
     QEMU_LOCK_GUARD(&r->listeners_lock);
-    if (QLIST_EMPTY(&r->listeners) || !size ||
-        !QEMU_IS_ALIGNED(offset | size, GUEST_MEMFD_PAGE_SIZE) ||
-        size > file_size || offset > file_size - size) {
+    if (QLIST_EMPTY(&r->listeners) ||
+        !guest_memfd_state_range_ok(&r->state, offset, size)) {
         /* Nobody to tell, or a range the state refuses as it is. */
         return guest_memfd_state_convert(&r->state, offset, size, to_private,
                                          done, errp);
@@ -247,22 +245,30 @@ static bool rdm_is_populated(const RamDiscardManager *rdm,
     return !guest_memfd_state_next_run(&r->state, &offset, end, false, &len);
 }
 
-static int rdm_replay_populated(const RamDiscardManager *rdm,
-                                MemoryRegionSection *section,
-                                ReplayRamPopulate replay_fn, void *opaque)
+/*
+ * Hand each run of pages in state @shared inside @section to @populate
+ * (which may stop the replay) or to @discard.
+ */
+static int replay(const RamDiscardManager *rdm, MemoryRegionSection *section,
+                  bool shared, ReplayRamPopulate populate,
+                  ReplayRamDiscard discard, void *opaque)
 {
     GuestMemfdRegion *r = rdm_region(rdm);
     g_autoptr(GArray) runs = NULL;
 
     QEMU_LOCK_GUARD(&r->listeners_lock);
-    runs = section_runs(r, section, true);
+    runs = section_runs(r, section, shared);
     for (guint i = 0; i < runs->len; i++) {
         Run *run = &g_array_index(runs, Run, i);
         MemoryRegionSection s = *section;
         int ret;
 
         section_clip(&s, run->offset, run->len);
-        ret = replay_fn(&s, opaque);
+        if (discard) {
+            discard(&s, opaque);
+            continue;
+        }
+        ret = populate(&s, opaque);
         if (ret) {
             return ret;
         }
@@ -270,22 +276,18 @@ static int rdm_replay_populated(const RamDiscardManager *rdm,
     return 0;
 }
 
+static int rdm_replay_populated(const RamDiscardManager *rdm,
+                                MemoryRegionSection *section,
+                                ReplayRamPopulate replay_fn, void *opaque)
+{
+    return replay(rdm, section, true, replay_fn, NULL, opaque);
+}
+
 static void rdm_replay_discarded(const RamDiscardManager *rdm,
                                  MemoryRegionSection *section,
                                  ReplayRamDiscard replay_fn, void *opaque)
 {
-    GuestMemfdRegion *r = rdm_region(rdm);
-    g_autoptr(GArray) runs = NULL;
-
-    QEMU_LOCK_GUARD(&r->listeners_lock);
-    runs = section_runs(r, section, false);
-    for (guint i = 0; i < runs->len; i++) {
-        Run *run = &g_array_index(runs, Run, i);
-        MemoryRegionSection s = *section;
-
-        section_clip(&s, run->offset, run->len);
-        replay_fn(&s, opaque);
-    }
+    replay(rdm, section, false, NULL, replay_fn, opaque);
 }
 
 static void rdm_register_listener(RamDiscardManager *rdm,

@@ -133,6 +133,13 @@ static bool state_range_is(GuestMemfdState *s, uint64_t offset,
     return find_next_zero_bit(s->shared.bits, end, first) >= end;
 }
 
+bool guest_memfd_state_range_ok(GuestMemfdState *s, uint64_t offset,
+                                uint64_t size)
+{
+    return size && QEMU_IS_ALIGNED(offset | size, GUEST_MEMFD_PAGE_SIZE) &&
+           size <= s->file->size && offset <= s->file->size - size;
+}
+
 bool guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
                                uint64_t size, bool to_private, uint64_t *done,
                                Error **errp)
@@ -144,8 +151,7 @@ bool guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
     if (done) {
         *done = 0;
     }
-    if (!size || !QEMU_IS_ALIGNED(offset | size, GUEST_MEMFD_PAGE_SIZE) ||
-        end < offset || end > s->file->size) {
+    if (!guest_memfd_state_range_ok(s, offset, size)) {
         error_setg(errp, "guest_memfd %s: range 0x%" PRIx64 "+0x%" PRIx64
                    " is not 4 KiB aligned inside the 0x%" PRIx64 "-byte file",
                    s->name, offset, size, s->file->size);

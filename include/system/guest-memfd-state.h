@@ -56,6 +56,10 @@ void guest_memfd_state_init(GuestMemfdState *s, GuestMemfdFile *file,
                             const char *name);
 void guest_memfd_state_destroy(GuestMemfdState *s);
 
+/* Is [offset, offset + size) a non-empty, 4 KiB aligned range of the file? */
+bool guest_memfd_state_range_ok(GuestMemfdState *s, uint64_t offset,
+                                uint64_t size);
+
 /*
  * Convert [offset, offset + size) of the file.  Returns true when the whole
  * range has the requested state.  When the kernel reports a referenced page
