@@ -17,7 +17,6 @@ Standard library only.
 
 import argparse
 import collections
-import glob
 import json
 import os
 import queue
@@ -293,8 +292,17 @@ def host_reads_private(report, qmp, addrs):
 
 # --- QEMU --------------------------------------------------------------------
 
-def kvm_usable():
-    return os.access('/dev/kvm', os.R_OK | os.W_OK)
+def kvm_lacks(qemu):
+    """Why this host has no usable KVM, or None: the tests' host probe
+    (tests/unit/guest-memfd-host-probe), which creates a VM to know."""
+    probe = os.path.join(os.path.dirname(qemu), 'tests', 'unit',
+                         'guest-memfd-host-probe')
+    try:
+        r = subprocess.run([probe, '--needs', 'kvm'], capture_output=True,
+                           text=True, timeout=30)
+    except OSError as e:
+        return 'cannot run %s: %s' % (probe, e.strerror)
+    return None if r.returncode == 0 else r.stdout.strip()
 
 
 KVM_PROBE_S = 20
@@ -490,13 +498,20 @@ def finish(report, proc, con, qmp, samples, pool_before, deadline):
 def find_kernel(args):
     """The guest kernel; returns a reason to skip, or None."""
     if not args.kernel:
-        kernels = sorted(glob.glob('/boot/vmlinuz-*'))
-        if not kernels:
-            return 'no guest kernel in /boot (sudo scripts/deps --demo)'
-        args.kernel = kernels[-1]
+        return 'no guest kernel: give --kernel (demo/run fetches one)'
     if not os.access(args.kernel, os.R_OK):
         return '%s is not readable' % args.kernel
     return None
+
+
+def kernel_name(path):
+    """Debian's Linux x.y (what tests/lab/fetch-kernel wrote beside it), or
+    the file's name."""
+    try:
+        with open(os.path.join(os.path.dirname(path), 'VERSION')) as f:
+            return 'Debian\'s Linux ' + f.read().strip()
+    except OSError:
+        return os.path.basename(path)
 
 
 def introduce(report, args, accel, no_kernel, no_kvm):
@@ -507,7 +522,7 @@ def introduce(report, args, accel, no_kernel, no_kvm):
                                     'TCG\n          (%s)' % no_kvm))
     report.say('  guest   %s + busybox initramfs, 1 CPU, 2 GiB of RAM from\n'
                '          memory-backend-guest-memfd size=2G pagesize=1G%s'
-               % (os.path.basename(args.kernel),
+               % (kernel_name(args.kernel),
                   ' kernel-model=on' if no_kernel else ''))
     if no_kernel:
         report.say('  model   the host kernel lacks hugetlb guest_memfd, so'
@@ -524,8 +539,7 @@ def run(report, args, deadline):
     """Boot the guest and follow it to the end; failures become checks."""
     accel, no_kvm = args.accel, 'asked for with --accel tcg'
     if accel == 'auto':
-        no_kvm = (kvm_boots(args) if kvm_usable() else
-                  'no usable /dev/kvm here')
+        no_kvm = kvm_lacks(args.qemu) or kvm_boots(args)
         accel = 'tcg' if no_kvm else 'kvm'
     no_kernel = probe_kernel(args.qemu, accel)
     introduce(report, args, accel, no_kernel, no_kvm)
@@ -562,7 +576,8 @@ def main():
     ap.add_argument('--check', action='store_true', help='print TAP')
     ap.add_argument('--qemu', default=os.path.join(
         top, 'build/qemu/qemu-system-x86_64'))
-    ap.add_argument('--kernel', help='default: newest /boot/vmlinuz-*')
+    ap.add_argument('--kernel', help='the guest kernel (demo/run gives the'
+                    ' lab\'s, tests/lab/fetch-kernel)')
     ap.add_argument('--initrd', default=os.path.join(
         top, 'build/demo/initramfs.cpio.gz'))
     ap.add_argument('--skip', metavar='REASON',

@@ -88,6 +88,31 @@ static bool plan_initial_state(const GuestMemfdKvmCaps *caps,
     return true;
 }
 
+void guest_memfd_kvm_read_caps(GuestMemfdKvmCheckCap check, void *opaque,
+                               GuestMemfdKvmCaps *caps)
+{
+    int flags = check(opaque, GMEM_CAP_GUEST_MEMFD_FLAGS);
+    int v8_attributes = check(opaque, GMEM_V8_CAP_MEMORY_ATTRIBUTES);
+
+    *caps = (GuestMemfdKvmCaps) {
+        .gmem = check(opaque, GMEM_CAP_GUEST_MEMFD) > 0,
+        .flags = flags > 0 ? flags : 0,
+    };
+    /* v8 answers with the attributes its gmem ioctl takes. */
+    if (v8_attributes > 0 && (v8_attributes & GMEM_MEMORY_ATTRIBUTE_PRIVATE)) {
+        caps->convert = GMEM_CONVERT_V8;
+    } else if (check(opaque, GMEM_RFC2_CAP_CONVERSION) > 0) {
+        caps->convert = GMEM_CONVERT_RFC2;
+        caps->rfc2_shared = check(opaque, GMEM_RFC2_CAP_SHARED_MEM) > 0;
+    }
+    if (caps->convert == GMEM_CONVERT_RFC2 &&
+        check(opaque, GMEM_RFC2_CAP_HUGETLB) > 0) {
+        caps->huge = GMEM_HUGE_RFC2;
+    } else if (caps->flags & GMEM_WIP_FLAG_HUGETLB) {
+        caps->huge = GMEM_HUGE_WIP;
+    }
+}
+
 bool guest_memfd_kvm_can_map(const GuestMemfdKvmCaps *caps)
 {
     return caps->gmem && ((caps->flags & GMEM_FLAG_MMAP) || caps->rfc2_shared);

@@ -37,34 +37,18 @@ typedef struct GmemKvmFile {
     GArray *bindings;
 } GmemKvmFile;
 
+static int vm_check_cap(void *opaque, unsigned cap)
+{
+    return kvm_vm_check_extension(opaque, cap);
+}
+
 static void probe(void)
 {
-    int ret;
-
     if (probed) {
         return;
     }
     probed = true;
-    caps.gmem = kvm_vm_check_extension(kvm_state, GMEM_CAP_GUEST_MEMFD) > 0;
-    ret = kvm_vm_check_extension(kvm_state, GMEM_CAP_GUEST_MEMFD_FLAGS);
-    caps.flags = ret > 0 ? ret : 0;
-    if (kvm_vm_check_extension(kvm_state, GMEM_V8_CAP_MEMORY_ATTRIBUTES) &
-        GMEM_MEMORY_ATTRIBUTE_PRIVATE) {
-        caps.convert = GMEM_CONVERT_V8;
-    } else if (kvm_vm_check_extension(kvm_state,
-                                      GMEM_RFC2_CAP_CONVERSION) > 0) {
-        caps.convert = GMEM_CONVERT_RFC2;
-    }
-    if (caps.convert == GMEM_CONVERT_RFC2) {
-        caps.rfc2_shared = kvm_vm_check_extension(
-            kvm_state, GMEM_RFC2_CAP_SHARED_MEM) > 0;
-    }
-    if (caps.convert == GMEM_CONVERT_RFC2 &&
-        kvm_vm_check_extension(kvm_state, GMEM_RFC2_CAP_HUGETLB) > 0) {
-        caps.huge = GMEM_HUGE_RFC2;
-    } else if (caps.flags & GMEM_WIP_FLAG_HUGETLB) {
-        caps.huge = GMEM_HUGE_WIP;
-    }
+    guest_memfd_kvm_read_caps(vm_check_cap, kvm_state, &caps);
     trace_guest_memfd_kvm_probe(caps.gmem, caps.flags, caps.huge,
                                 caps.convert);
 }

@@ -45,6 +45,20 @@ typedef struct GuestMemfdKvmPlan {
     bool share_after_create;
 } GuestMemfdKvmPlan;
 
+/*
+ * KVM_CHECK_EXTENSION on a VM: the capability's value, or 0 (or a negative
+ * errno) when the kernel does not know it.
+ */
+typedef int (*GuestMemfdKvmCheckCap)(void *opaque, unsigned cap);
+
+/*
+ * Read what the kernel offers through @check.  QEMU asks its own VM; the
+ * tests' host probe (tests/unit/guest-memfd-host.c) asks a VM of its own,
+ * so that a test runs exactly where QEMU would.
+ */
+void guest_memfd_kvm_read_caps(GuestMemfdKvmCheckCap check, void *opaque,
+                               GuestMemfdKvmCaps *caps);
+
 /* Can QEMU map this kernel's guest_memfd (and so run a guest on it)? */
 bool guest_memfd_kvm_can_map(const GuestMemfdKvmCaps *caps);
 

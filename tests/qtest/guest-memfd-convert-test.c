@@ -54,8 +54,6 @@ static bool is_huge(const SizeCase *sc)
     return sc->page_size > PAGE;
 }
 
-static int64_t host_hugepages(uint64_t page_size, const char *what);
-
 /*
  * The model takes 1 GiB folios from the host's pool where the host has
  * one.  The largest case needs 8 pages (the lab has 9); where the host has
@@ -65,8 +63,8 @@ static int64_t host_hugepages(uint64_t page_size, const char *what);
  */
 static bool uses_host_pool(uint64_t page_size)
 {
-    return page_size == GiB ? host_hugepages(GiB, "free_hugepages") >= 8 :
-                              host_hugepages(page_size, "nr_hugepages") > 0;
+    return page_size == GiB ? gmem_host_hugepages(GiB, "free_hugepages") >= 8 :
+                              gmem_host_hugepages(page_size, "nr_hugepages") > 0;
 }
 
 static const char *model(uint64_t page_size)
@@ -275,57 +273,45 @@ static uint64_t gmem_file_bytes(QTestState *qts)
  * After object-del: the pool that backend @id sees is back to @reserved
  * and @in_use, and QEMU has @refs fds and mappings of guest_memfd files
  * again.  The deleted backend is finalized once the last flatview that
- * mapped it goes, after an RCU grace period, so give it a moment.
+ * mapped it goes, after an RCU grace period: wait for that.
  */
+static bool pool_is(QTestState *qts, const char *id, uint64_t reserved,
+                    uint64_t in_use)
+{
+    QDict *info = gmem_query_one(qts, id);
+    bool is = pool_u64(info, "reserved") == reserved &&
+              pool_u64(info, "in-use") == in_use;
+
+    qobject_unref(info);
+    return is;
+}
+
 static void wait_pool_back(QTestState *qts, const char *id,
                            uint64_t reserved, uint64_t in_use, unsigned refs)
 {
-    for (int i = 0;; i++) {
-        QDict *info = gmem_query_one(qts, id);
-        bool back = pool_u64(info, "reserved") == reserved &&
-                    pool_u64(info, "in-use") == in_use &&
-                    gmem_refs(qts) == refs;
+    QDict *info;
 
-        if (back || i == 100) {
-            g_assert_cmpuint(pool_u64(info, "reserved"), ==, reserved);
-            g_assert_cmpuint(pool_u64(info, "in-use"), ==, in_use);
-            g_assert_cmpuint(gmem_refs(qts), ==, refs);
-            qobject_unref(info);
-            return;
-        }
-        qobject_unref(info);
-        g_usleep(20 * 1000);
-    }
-}
-
-/* The host's hugetlb pool of @page_size; -1 if it has none. */
-static int64_t host_hugepages(uint64_t page_size, const char *what)
-{
-    g_autofree char *path = g_strdup_printf(
-        "/sys/kernel/mm/hugepages/hugepages-%" PRIu64 "kB/%s",
-        page_size / KiB, what);
-    g_autofree char *text = NULL;
-
-    if (!g_file_get_contents(path, &text, NULL, NULL)) {
-        return -1;
-    }
-    return g_ascii_strtoll(text, NULL, 10);
+    gmem_wait_for(pool_is(qts, id, reserved, in_use) &&
+                  gmem_refs(qts) == refs,
+                  "the deleted backend's pages and file to be let go");
+    info = gmem_query_one(qts, id);
+    g_assert_cmpuint(pool_u64(info, "reserved"), ==, reserved);
+    g_assert_cmpuint(pool_u64(info, "in-use"), ==, in_use);
+    g_assert_cmpuint(gmem_refs(qts), ==, refs);
+    qobject_unref(info);
 }
 
 /*
  * Wait until the host's free huge pages are back to at least @before.
- * Other tests (make check runs two at a time) may hold some for a while,
- * so allow them a few seconds; a page this QEMU leaked never comes back.
+ * Other tests (make check runs two at a time) may hold some for a while;
+ * a page this QEMU leaked never comes back.
  */
 static void host_free_restored(uint64_t page_size, int64_t before)
 {
-    int64_t now = host_hugepages(page_size, "free_hugepages");
-
-    for (int i = 0; now < before && i < 200; i++) {
-        g_usleep(50 * 1000);
-        now = host_hugepages(page_size, "free_hugepages");
-    }
-    g_assert_cmpint(now, >=, before);
+    gmem_wait_for(gmem_host_hugepages(page_size, "free_hugepages") >= before,
+                  "the host's free hugetlb pages to come back");
+    g_assert_cmpint(gmem_host_hugepages(page_size, "free_hugepages"), >=,
+                    before);
 }
 
 /* The page-state-change device */
@@ -1498,7 +1484,7 @@ static void test_reset_private(const void *opaque)
 static void test_quit_pinned(const void *opaque)
 {
     const SizeCase *sc = opaque;
-    int64_t host_free = host_hugepages(sc->page_size, "free_hugepages");
+    int64_t host_free = gmem_host_hugepages(sc->page_size, "free_hugepages");
     QTestState *qts = vm_start(sc, true, false, NULL);
     uint64_t x = mid_page(sc);
     bool real;
@@ -1531,18 +1517,15 @@ static void test_quit_pinned(const void *opaque)
 static void test_host_pool(const void *opaque)
 {
     const SizeCase *sc = opaque;
-    int64_t nr = host_hugepages(sc->page_size, "nr_hugepages");
-    int64_t host_free = host_hugepages(sc->page_size, "free_hugepages");
+    int64_t host_free = gmem_host_hugepages(sc->page_size, "free_hugepages");
     uint64_t folios = sc->ram / sc->page_size;
+    g_autofree char *why = gmem_host_lacks_hugepages(
+        sc->page_size, sc->page_size == GiB ? MAX(folios, 8) : folios);
     QTestState *qts;
     QDict *info;
 
-    if (!uses_host_pool(sc->page_size) || host_free < (int64_t)folios) {
-        g_autofree char *why = g_strdup_printf(
-            "the host has %" PRId64 " free of %" PRId64 " hugetlb %s pages,"
-            " needs %" PRIu64 " (as root: scripts/hugepages reserve)",
-            MAX(host_free, 0), MAX(nr, 0), sc->name,
-            sc->page_size == GiB ? MAX(folios, 8) : folios);
+    /* With that many free, the model takes the host's pages. */
+    if (why) {
         g_test_skip(why);
         return;
     }
@@ -1592,10 +1575,10 @@ static void expect_host_counters(QTestState *qts, int64_t free0,
     qobject_unref(info);
     g_test_message("%s: model in-use %+" PRId64 ", reserved %+" PRId64
                    "; host free %" PRId64 ", resv %" PRId64, step, in_use,
-                   reserved, host_hugepages(ps, "free_hugepages"),
-                   host_hugepages(ps, "resv_hugepages"));
-    g_assert_cmpint(host_hugepages(ps, "free_hugepages"), ==, free0 - in_use);
-    g_assert_cmpint(host_hugepages(ps, "resv_hugepages"), ==,
+                   reserved, gmem_host_hugepages(ps, "free_hugepages"),
+                   gmem_host_hugepages(ps, "resv_hugepages"));
+    g_assert_cmpint(gmem_host_hugepages(ps, "free_hugepages"), ==, free0 - in_use);
+    g_assert_cmpint(gmem_host_hugepages(ps, "resv_hugepages"), ==,
                     resv0 + reserved);
 }
 
@@ -1603,16 +1586,14 @@ static void test_host_counters(const void *opaque)
 {
     const SizeCase *sc = opaque;
     uint64_t ps = sc->page_size;
-    int64_t free0 = host_hugepages(ps, "free_hugepages");
-    int64_t resv0 = host_hugepages(ps, "resv_hugepages");
+    int64_t free0 = gmem_host_hugepages(ps, "free_hugepages");
+    int64_t resv0 = gmem_host_hugepages(ps, "resv_hugepages");
+    g_autofree char *why = gmem_host_lacks_hugepages(ps, 5);
     QTestState *qts;
     uint64_t in_use0, reserved0;
     QDict *info;
 
-    if (free0 < 5) {
-        g_autofree char *why = g_strdup_printf(
-            "the host has %" PRId64 " free hugetlb %s pages, needs 5",
-            MAX(free0, 0), sc->name);
+    if (why) {
         g_test_skip(why);
         return;
     }
@@ -1622,8 +1603,8 @@ static void test_host_counters(const void *opaque)
     in_use0 = pool_u64(info, "in-use");
     reserved0 = pool_u64(info, "reserved");
     qobject_unref(info);
-    g_assert_cmpint(host_hugepages(ps, "free_hugepages"), ==, free0 - in_use0);
-    g_assert_cmpint(host_hugepages(ps, "resv_hugepages"), ==,
+    g_assert_cmpint(gmem_host_hugepages(ps, "free_hugepages"), ==, free0 - in_use0);
+    g_assert_cmpint(gmem_host_hugepages(ps, "resv_hugepages"), ==,
                     resv0 + reserved0);
 
     page_fill(qts, sc->folio, 1);
@@ -1644,20 +1625,19 @@ static void test_host_counters(const void *opaque)
     qtest_qmp_assert_success(qts, "{'execute': 'object-del', 'arguments':"
                              " {'id': 'm1'}}");
     /* The RAMBlock lets go of its mapping after an RCU grace period. */
-    for (int i = 0; i < 250 &&
-         (host_hugepages(ps, "resv_hugepages") != resv0 + (int64_t)reserved0 ||
-          host_hugepages(ps, "free_hugepages") != free0 - (int64_t)in_use0);
-         i++) {
-        g_usleep(20 * 1000);
-    }
+    gmem_wait_for(gmem_host_hugepages(ps, "resv_hugepages") ==
+                  resv0 + (int64_t)reserved0 &&
+                  gmem_host_hugepages(ps, "free_hugepages") ==
+                  free0 - (int64_t)in_use0,
+                  "the deleted backend's pages to return to the host");
     expect_host_counters(qts, free0 - in_use0, resv0 + reserved0, ps,
                          in_use0, reserved0, "object-del");
 
     qtest_qmp_assert_success(qts, "{'execute': 'quit'}");
     qtest_wait_qemu(qts);
     qtest_quit(qts);
-    g_assert_cmpint(host_hugepages(ps, "free_hugepages"), ==, free0);
-    g_assert_cmpint(host_hugepages(ps, "resv_hugepages"), ==, resv0);
+    g_assert_cmpint(gmem_host_hugepages(ps, "free_hugepages"), ==, free0);
+    g_assert_cmpint(gmem_host_hugepages(ps, "resv_hugepages"), ==, resv0);
 }
 
 static void add_size_test(const SizeCase *sc, const char *name,

@@ -4,9 +4,10 @@
  * memory-backend-guest-memfd on a real KVM: the guest runs on the
  * backend's guest_memfd, bound into its memslots in place.
  *
- * These cases need /dev/kvm with mmap-able guest_memfd (Linux 6.18+).  The
- * build machines have no /dev/kvm: make check runs them in the lab
- * (tests/lab/run), in a Linux guest that has one.
+ * Each case says what it needs of the host (guest-memfd-host.h): most need
+ * KVM with guest_memfd that QEMU can map (Linux 6.18+), which few hosts
+ * have yet; make check runs those in the lab (tests/lab/run), in a Linux
+ * guest that has one.  The refusals run on any KVM.
  */
 
 #include "qemu/osdep.h"
@@ -231,9 +232,8 @@ static void test_pc_dimm(void)
     qtest_qmp_assert_success(qts, "{'execute': 'object-del', 'arguments':"
                              " {'id': 'm1'}}");
     /* The RAMBlock lets go of its descriptor after an RCU grace period. */
-    for (int i = 0; i < 100 && kvm_gmem_refs(qts) != refs; i++) {
-        g_usleep(20 * 1000);
-    }
+    gmem_wait_for(kvm_gmem_refs(qts) == refs,
+                  "the deleted backend to close its guest_memfd");
     g_assert_cmpuint(kvm_gmem_refs(qts), ==, refs);
     qtest_quit(qts);
 }
@@ -255,24 +255,42 @@ static void check_refused(QTestState *qts, const char *props,
 }
 
 /*
- * What mainline KVM cannot do is refused with the remedy: 1 GiB folios
- * (no hugetlb guest_memfd), memory that starts private (no in-place
- * conversion on a default VM).
+ * What this host's KVM cannot do is refused with the remedy: without
+ * mmap-able guest_memfd, every guest_memfd backend; on mainline, 1 GiB
+ * folios (no hugetlb guest_memfd) and memory that starts private (no
+ * in-place conversion on a default VM).
  */
 static void test_refused(void)
 {
     QTestState *qts = qtest_init("-accel kvm -machine q35 -m 64M");
 
-    check_refused(qts, "size=1G,pagesize=1G",
-                  "this kernel has no hugetlb guest_memfd, so pagesize=1024M"
-                  " is not possible",
-                  "Use pagesize=4K, or kernel-model=on");
-    check_refused(qts, "size=2M,pagesize=2M", "pagesize=2M is not possible",
-                  "Use pagesize=4K");
-    check_refused(qts, "size=4M,init-shared=off",
-                  "cannot convert guest_memfd pages in place, so memory that"
-                  " starts private could never be shared",
-                  "Use init-shared=on, or kernel-model=on");
+    if (gmem_host_lacks(GMEM_NEEDS_KVM_GMEM)) {
+        static const char *const props[] = {
+            "size=4M", "size=1G,pagesize=1G", "size=4M,init-shared=off",
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(props); i++) {
+            check_refused(qts, props[i], "this kernel has no mmap-able"
+                          " guest_memfd (Linux 6.18 or later is needed)",
+                          "Add kernel-model=on");
+        }
+    }
+    if (gmem_host_lacks(GMEM_NEEDS_KVM_GMEM_HUGETLB) &&
+        !gmem_host_lacks(GMEM_NEEDS_KVM_GMEM)) {
+        check_refused(qts, "size=1G,pagesize=1G",
+                      "this kernel has no hugetlb guest_memfd, so"
+                      " pagesize=1024M is not possible",
+                      "Use pagesize=4K, or kernel-model=on");
+        check_refused(qts, "size=2M,pagesize=2M",
+                      "pagesize=2M is not possible", "Use pagesize=4K");
+    }
+    if (gmem_host_lacks(GMEM_NEEDS_KVM_GMEM_CONVERT) &&
+        !gmem_host_lacks(GMEM_NEEDS_KVM_GMEM)) {
+        check_refused(qts, "size=4M,init-shared=off",
+                      "cannot convert guest_memfd pages in place, so memory"
+                      " that starts private could never be shared",
+                      "Use init-shared=on, or kernel-model=on");
+    }
     g_assert_cmpint(gmem_query_count(qts), ==, 0);
     qtest_quit(qts);
 }
@@ -297,29 +315,42 @@ static void test_kernel_model(void)
     qtest_quit(qts);
 }
 
-/* Each case needs /dev/kvm; without it, it says so and skips. */
-static void run_with_kvm(const void *opaque)
-{
-    void (*fn)(void) = opaque;
+typedef struct KvmCase {
+    const char *name;
+    void (*fn)(void);
+    unsigned needs;         /* GmemHostNeed */
+} KvmCase;
 
-    if (!qtest_has_accel("kvm")) {
-        g_test_skip("no usable /dev/kvm on this host (make check runs this"
-                    " test in the lab: tests/lab/run)");
+static const KvmCase cases[] = {
+    { "seabios-q35", test_seabios, GMEM_NEEDS_KVM_GMEM },
+    { "pc-dimm", test_pc_dimm, GMEM_NEEDS_KVM_GMEM },
+    { "refused", test_refused, GMEM_NEEDS_KVM },
+    { "kernel-model", test_kernel_model, GMEM_NEEDS_KVM },
+};
+
+/* Each case runs where the host has what it needs, or says why not. */
+static void run_case(const void *opaque)
+{
+    const KvmCase *c = opaque;
+    const char *why = gmem_host_lacks(c->needs);
+
+    if (why) {
+        g_test_skip(why);
         return;
     }
-    fn();
+    c->fn();
 }
 
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    qtest_add_data_func("/guest-memfd/kvm/seabios-q35", test_seabios,
-                        run_with_kvm);
-    qtest_add_data_func("/guest-memfd/kvm/pc-dimm", test_pc_dimm,
-                        run_with_kvm);
-    qtest_add_data_func("/guest-memfd/kvm/refused", test_refused,
-                        run_with_kvm);
-    qtest_add_data_func("/guest-memfd/kvm/kernel-model", test_kernel_model,
-                        run_with_kvm);
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        g_autofree char *path = g_strdup_printf("/guest-memfd/kvm/%s",
+                                                cases[i].name);
+
+        if (!gmem_lab_runs_it(!gmem_host_lacks(cases[i].needs))) {
+            qtest_add_data_func(path, &cases[i], run_case);
+        }
+    }
     return g_test_run();
 }

@@ -12,6 +12,7 @@
 #include "libqtest.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
+#include "tests/unit/guest-memfd-host.h"
 
 /* query-guest-memfd's answer: one entry per backend (a new reference). */
 static inline QList *gmem_query_all(QTestState *qts)
@@ -55,8 +56,9 @@ static inline int gmem_query_count(QTestState *qts)
 }
 
 /*
- * Cases that need what this host lacks (1 GiB pages, /dev/kvm) run in the
- * lab (tests/lab/run) when make check runs it, which it says by setting
+ * Cases that need what this host lacks (1 GiB pages, a KVM with
+ * guest_memfd: ask the probe, guest-memfd-host.h) run in the lab
+ * (tests/lab/run) when make check runs it, which it says by setting
  * QEMU_GMEM1G_LAB: such cases are then not registered here, rather than
  * reported as skipped a second time.
  */
@@ -64,6 +66,29 @@ static inline bool gmem_lab_runs_it(bool host_has_it)
 {
     return !host_has_it && g_getenv("QEMU_GMEM1G_LAB");
 }
+
+/*
+ * Wait until @cond holds, for what QEMU does at its own pace: after an RCU
+ * grace period (a deleted backend's RAMBlock lets go of its file), from its
+ * main loop, or in another test that shares the host's hugetlb pool.  On a
+ * loaded machine that takes a while, so the bound is generous: after a
+ * minute it says what it waited for and returns, and the caller's
+ * assertions report what is wrong (a leak never comes back).
+ */
+#define GMEM_WAIT_SECONDS 60
+#define gmem_wait_for(cond, what)                                           \
+    do {                                                                    \
+        gint64 deadline_ = g_get_monotonic_time() +                        \
+                           GMEM_WAIT_SECONDS * G_USEC_PER_SEC;              \
+        while (!(cond)) {                                                   \
+            if (g_get_monotonic_time() > deadline_) {                       \
+                g_test_message("waited %d s for %s", GMEM_WAIT_SECONDS,    \
+                               what);                                       \
+                break;                                                      \
+            }                                                               \
+            g_usleep(10 * 1000);                                            \
+        }                                                                   \
+    } while (0)
 
 /* QEMU's fds and mappings of files whose name holds @what. */
 static inline unsigned gmem_refs_matching(QTestState *qts, const char *what)

@@ -290,9 +290,8 @@ static void test_in_flight_used(void)
     blk_read(&b);
     g_assert_true(convert(&b, b.vq->used, true));
     /* The request completes (status written) but cannot say so. */
-    for (int i = 0; i < 200 && qtest_readb(b.qts, b.status) != 0; i++) {
-        g_usleep(10 * 1000);
-    }
+    gmem_wait_for(qtest_readb(b.qts, b.status) == 0,
+                  "the request's status");
     g_assert_cmpuint(qtest_readb(b.qts, b.status), ==, VIRTIO_BLK_S_OK);
     assert_alive(&b);
     g_assert_true(convert(&b, b.vq->used, false));

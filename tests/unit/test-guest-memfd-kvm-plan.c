@@ -189,6 +189,104 @@ static void test_rfc2(void)
     g_assert_false(p.share_after_create);
 }
 
+/* A kernel's answers to KVM_CHECK_EXTENSION: capability, value; 0 ends. */
+typedef struct CapAnswers {
+    unsigned cap[8];
+    int value[8];
+} CapAnswers;
+
+static int answer(void *opaque, unsigned cap)
+{
+    const CapAnswers *a = opaque;
+
+    for (int i = 0; a->cap[i]; i++) {
+        if (a->cap[i] == cap) {
+            return a->value[i];
+        }
+    }
+    return 0;
+}
+
+static GuestMemfdKvmCaps caps_of(const CapAnswers *a)
+{
+    GuestMemfdKvmCaps caps;
+
+    guest_memfd_kvm_read_caps(answer, (void *)a, &caps);
+    return caps;
+}
+
+/*
+ * What QEMU and the tests' host probe read from each kernel's answers,
+ * and so which plan they make.
+ */
+static void test_read_caps(void)
+{
+    const CapAnswers no_gmem = { { 0 } };
+    const CapAnswers stable = {     /* Debian 13's 6.12: no mmap */
+        { GMEM_CAP_GUEST_MEMFD }, { 1 },
+    };
+    const CapAnswers mainline_7 = {
+        { GMEM_CAP_GUEST_MEMFD, GMEM_CAP_GUEST_MEMFD_FLAGS }, { 1, 3 },
+    };
+    const CapAnswers v8_wip = {
+        { GMEM_CAP_GUEST_MEMFD, GMEM_CAP_GUEST_MEMFD_FLAGS,
+          GMEM_V8_CAP_MEMORY_ATTRIBUTES },
+        { 1, 7, GMEM_MEMORY_ATTRIBUTE_PRIVATE },
+    };
+    /* The attributes capability, without PRIVATE, is no conversion. */
+    const CapAnswers v8_no_private = {
+        { GMEM_CAP_GUEST_MEMFD, GMEM_CAP_GUEST_MEMFD_FLAGS,
+          GMEM_V8_CAP_MEMORY_ATTRIBUTES },
+        { 1, 3, 1 },
+    };
+    const CapAnswers rfc2_kernel = {
+        { GMEM_CAP_GUEST_MEMFD, GMEM_RFC2_CAP_CONVERSION,
+          GMEM_RFC2_CAP_SHARED_MEM, GMEM_RFC2_CAP_HUGETLB },
+        { 1, 1, 1, 1 },
+    };
+    /* A kernel that does not know a capability may answer -EINVAL. */
+    const CapAnswers negative = {
+        { GMEM_CAP_GUEST_MEMFD, GMEM_CAP_GUEST_MEMFD_FLAGS,
+          GMEM_V8_CAP_MEMORY_ATTRIBUTES },
+        { 1, -EINVAL, -EINVAL },
+    };
+    GuestMemfdKvmCaps c;
+
+    c = caps_of(&no_gmem);
+    g_assert_false(c.gmem);
+    g_assert_false(guest_memfd_kvm_can_map(&c));
+
+    c = caps_of(&stable);
+    g_assert_true(c.gmem);
+    g_assert_cmphex(c.flags, ==, 0);
+    g_assert_false(guest_memfd_kvm_can_map(&c));
+
+    c = caps_of(&mainline_7);
+    g_assert_true(guest_memfd_kvm_can_map(&c));
+    g_assert_cmpint(c.huge, ==, GMEM_HUGE_NONE);
+    g_assert_cmpint(c.convert, ==, GMEM_CONVERT_NONE);
+    plan_ok(&c, 4 * KiB, true);
+
+    c = caps_of(&v8_wip);
+    g_assert_cmpint(c.huge, ==, GMEM_HUGE_WIP);
+    g_assert_cmpint(c.convert, ==, GMEM_CONVERT_V8);
+    plan_ok(&c, 1 * GiB, false);
+
+    c = caps_of(&v8_no_private);
+    g_assert_cmpint(c.convert, ==, GMEM_CONVERT_NONE);
+
+    c = caps_of(&rfc2_kernel);
+    g_assert_true(c.rfc2_shared);
+    g_assert_cmpint(c.huge, ==, GMEM_HUGE_RFC2);
+    g_assert_cmpint(c.convert, ==, GMEM_CONVERT_RFC2);
+    g_assert_true(guest_memfd_kvm_can_map(&c));
+
+    c = caps_of(&negative);
+    g_assert_cmphex(c.flags, ==, 0);
+    g_assert_cmpint(c.convert, ==, GMEM_CONVERT_NONE);
+    g_assert_false(guest_memfd_kvm_can_map(&c));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -199,5 +297,6 @@ int main(int argc, char **argv)
     g_test_add_func("/guest-memfd-kvm-plan/wip-private", test_wip_private);
     g_test_add_func("/guest-memfd-kvm-plan/wip-shared", test_wip_shared);
     g_test_add_func("/guest-memfd-kvm-plan/rfc2", test_rfc2);
+    g_test_add_func("/guest-memfd-kvm-plan/read-caps", test_read_caps);
     return g_test_run();
 }

@@ -16,6 +16,7 @@
 #include "qapi/error.h"
 #include "qemu/units.h"
 #include "system/guest-memfd-model.h"
+#include "tests/unit/guest-memfd-host.h"
 #include "tests/unit/guest-memfd-model-testing.h"
 
 #include <sys/mman.h>
@@ -56,6 +57,7 @@ static void check_at(GuestMemfdFile *f, int line)
 static bool setup(const TestParams *p)
 {
     GuestMemfdModelPool pool;
+    g_autofree char *why = NULL;
 
     for (int i = 0; i < GMEM_MODEL_FAULT__MAX; i++) {
         guest_memfd_model_inject(i, 0);
@@ -67,14 +69,9 @@ static bool setup(const TestParams *p)
         g_assert_cmpuint(pool.total, ==, SIM_POOL_PAGES);
         return true;
     }
-    if (guest_memfd_host_hugetlb(p->ps, "free_hugepages") <
-        HUGETLB_PAGES_NEEDED) {
-        g_autofree char *msg = g_strdup_printf(
-            "host has fewer than %d free %s hugetlb pages: reserve them in "
-            "/sys/kernel/mm/hugepages/hugepages-%" PRIu64 "kB/nr_hugepages",
-            HUGETLB_PAGES_NEEDED, p->ps == GiB ? "1 GiB" : "2 MiB",
-            p->ps / KiB);
-        g_test_skip(msg);
+    why = gmem_host_lacks_hugepages(p->ps, HUGETLB_PAGES_NEEDED);
+    if (why) {
+        g_test_skip(why);
         return false;
     }
     guest_memfd_model_set_simulated_pool(p->ps, 0);
@@ -676,8 +673,8 @@ static HostPool host_pool(const TestParams *p)
     HostPool h = { 0, 0 };
 
     if (p->hugetlb) {
-        h.free = guest_memfd_host_hugetlb(p->ps, "free_hugepages");
-        h.resv = guest_memfd_host_hugetlb(p->ps, "resv_hugepages");
+        h.free = gmem_host_hugepages(p->ps, "free_hugepages");
+        h.resv = gmem_host_hugepages(p->ps, "resv_hugepages");
     }
     return h;
 }
@@ -1100,7 +1097,7 @@ static void add_cases(uint64_t ps, const char *size, bool hugetlb)
  */
 static bool lab_runs_hugetlb(uint64_t ps)
 {
-    return guest_memfd_host_hugetlb(ps, "free_hugepages") <
+    return gmem_host_hugepages(ps, "free_hugepages") <
            HUGETLB_PAGES_NEEDED && g_getenv("QEMU_GMEM1G_LAB");
 }
 
