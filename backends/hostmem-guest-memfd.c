@@ -164,8 +164,9 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
         variant = "model";
         if (file && kvm_enabled()) {
             warn_report("memory-backend-guest-memfd '%s': kernel-model=on:"
-                        " KVM maps this memory as plain user memory (the"
-                        " model's file is not a guest_memfd)", name);
+                        " KVM maps this memory as user memory, from the"
+                        " model's guest view (the model's file is not a"
+                        " guest_memfd)", name);
         }
     } else {
         file = guest_memfd_kvm_create(backend->size, g->page_size,
@@ -207,11 +208,16 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
     }
     backend->aligned = true;
     /*
-     * Under qtest nothing stands for the guest, so the mapping is QEMU's
-     * host view: the model makes private pages inaccessible in it, as the
-     * kernel would.  With a vCPU (TCG), the mapping is also the guest's.
+     * Under qtest nothing stands for the guest, and under KVM the guest
+     * has a mapping of its own (the model's guest view, which KVM's
+     * memslots map), so the RAMBlock's mapping is QEMU's host view: the
+     * model makes private pages inaccessible in it, as the kernel would.
+     * Under TCG the CPU is QEMU: the mapping is also the guest's, and the
+     * memory API's guard keeps private pages from everything else.
      */
-    if (g->kernel_model && qtest_enabled()) {
+    if (g->kernel_model &&
+        (qtest_enabled() ||
+         (kvm_enabled() && guest_memfd_model_guest_view(file)))) {
         guest_memfd_model_set_host_view(
             file, memory_region_get_ram_ptr(&backend->mr));
     }
@@ -221,6 +227,9 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
     memory_region_set_ram_discard_manager(&backend->mr,
                                           RAM_DISCARD_MANAGER(backend));
     qemu_register_resettable(OBJECT(backend));
+    if (kvm_enabled()) {
+        guest_memfd_kvm_serve_guest_requests();
+    }
     return true;
 }
 

@@ -34,8 +34,8 @@ struct GuestMemfdRegion {
  * after pages become shared; if one refuses new shared pages, undo the
  * conversion.  Arguments and result as guest_memfd_convert_ram().
  */
-bool guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,
-                             uint64_t size, bool to_private,
-                             uint64_t *done, Error **errp);
+int guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,
+                            uint64_t size, bool to_private,
+                            uint64_t *done, Error **errp);
 
 #endif

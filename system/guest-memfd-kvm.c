@@ -7,19 +7,24 @@
  * guest_memfd, the proposed HugeTLB encodings, the proposed in-place
  * conversion ioctls), creates the file accordingly and converts pages with
  * whichever conversion interface is present.  All numbers come from
- * guest-memfd-uapi.h.
+ * guest-memfd-uapi.h.  It also serves the guest's own requests that KVM
+ * forwards (KVM_HC_MAP_GPA_RANGE), answering each in the exit itself.
  */
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qemu/units.h"
+#include "qemu/log.h"
+#include "qemu/error-report.h"
 #include <sys/ioctl.h>
+#include "standard-headers/linux/kvm_para.h"
 #include "system/kvm.h"
 #include "system/kvm_int.h"
 #include "exec/ramblock.h"
 #include "system/guest-memfd.h"
 #include "system/guest-memfd-kvm.h"
 #include "system/guest-memfd-kvm-plan.h"
+#include "system/guest-memfd-model.h"
 #include "system/guest-memfd-uapi.h"
 #include "trace.h"
 
@@ -214,6 +219,19 @@ static GmemKvmFile *kvm_file_of(RAMBlock *rb)
     return f && f->ops == &kvm_ops ? container_of(f, GmemKvmFile, f) : NULL;
 }
 
+void *guest_memfd_kvm_slot_userspace(RAMBlock *rb, void *ram)
+{
+    GuestMemfdFile *f;
+    uint8_t *view;
+
+    if (!(rb->flags & RAM_GUEST_MEMFD_IN_PLACE)) {
+        return ram;
+    }
+    f = guest_memfd_backend_file(rb->mr->owner);
+    view = guest_memfd_is_model(f) ? guest_memfd_model_guest_view(f) : NULL;
+    return view ? view + ((uint8_t *)ram - rb->host) : ram;
+}
+
 bool guest_memfd_kvm_slot_bind(RAMBlock *rb, uint64_t offset, uint64_t size)
 {
     GmemKvmFile *kf = kvm_file_of(rb);
@@ -254,4 +272,90 @@ void guest_memfd_kvm_slot_unbind(RAMBlock *rb, uint64_t offset,
             return;
         }
     }
+}
+
+/* Guest requests: KVM_HC_MAP_GPA_RANGE */
+
+/* The attribute bits a request may carry: the page-size hint, encrypted. */
+#define MAP_GPA_RANGE_PAGE_SZ_MASK  0xf
+#define MAP_GPA_RANGE_KNOWN         (MAP_GPA_RANGE_PAGE_SZ_MASK | \
+                                     KVM_MAP_GPA_RANGE_ENCRYPTED)
+
+static bool serving_guest_requests;
+
+void guest_memfd_kvm_serve_guest_requests(void)
+{
+    int mask;
+
+    if (serving_guest_requests || !kvm_enabled()) {
+        return;
+    }
+    mask = kvm_vm_check_extension(kvm_state, KVM_CAP_EXIT_HYPERCALL);
+    if (mask <= 0 || !(mask & BIT(KVM_HC_MAP_GPA_RANGE))) {
+        warn_report("this KVM does not forward KVM_HC_MAP_GPA_RANGE to"
+                    " QEMU (KVM_CAP_EXIT_HYPERCALL 0x%x): guests of"
+                    " guest_memfd memory cannot ask for conversions through"
+                    " it", MAX(mask, 0));
+        return;
+    }
+    /* SEV-SNP enables the same exit: enabling it twice is harmless. */
+    if (kvm_vm_enable_cap(kvm_state, KVM_CAP_EXIT_HYPERCALL, 0,
+                          BIT(KVM_HC_MAP_GPA_RANGE))) {
+        warn_report("enabling KVM_HC_MAP_GPA_RANGE exits failed: guests of"
+                    " guest_memfd memory cannot ask for conversions");
+        return;
+    }
+    serving_guest_requests = true;
+}
+
+/* Why a request is malformed, or NULL: what KVM does not check itself. */
+static const char *map_gpa_range_malformed(uint64_t gpa, uint64_t npages,
+                                           uint64_t attrs)
+{
+    if (attrs & ~(uint64_t)MAP_GPA_RANGE_KNOWN) {
+        return "unknown attribute bits";
+    }
+    if ((attrs & MAP_GPA_RANGE_PAGE_SZ_MASK) > KVM_MAP_GPA_RANGE_PAGE_SZ_1G) {
+        return "an unknown page-size hint";
+    }
+    if (!QEMU_IS_ALIGNED(gpa, GUEST_MEMFD_PAGE_SIZE) || !npages) {
+        return "an unaligned or empty range";
+    }
+    if (npages > (UINT64_MAX - gpa) / GUEST_MEMFD_PAGE_SIZE) {
+        return "a page count that wraps around";
+    }
+    return NULL;
+}
+
+bool guest_memfd_kvm_serves_guest_requests(void)
+{
+    return serving_guest_requests;
+}
+
+int guest_memfd_kvm_map_gpa_range(uint64_t gpa, uint64_t npages,
+                                  uint64_t attrs)
+{
+    bool to_private = attrs & KVM_MAP_GPA_RANGE_ENCRYPTED;
+    const char *malformed;
+    Error *err = NULL;
+    int r;
+
+    malformed = map_gpa_range_malformed(gpa, npages, attrs);
+    if (malformed) {
+        error_setg(&err, "%s", malformed);
+        r = -EINVAL;
+    } else {
+        r = guest_memfd_convert_guest_request(gpa, npages *
+                                              GUEST_MEMFD_PAGE_SIZE,
+                                              to_private, &err);
+    }
+    trace_guest_memfd_kvm_map_gpa_range(gpa, npages, attrs, r);
+    if (r) {
+        qemu_log_mask(LOG_GUEST_ERROR, "KVM_HC_MAP_GPA_RANGE 0x%" PRIx64
+                      " x %" PRIu64 " pages to %s refused (%s): %s\n", gpa,
+                      npages, to_private ? "private" : "shared",
+                      strerror(-r), error_get_pretty(err));
+        error_free(err);
+    }
+    return r;
 }

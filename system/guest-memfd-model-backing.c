@@ -80,6 +80,9 @@ void gmem_model_backing_close(ModelFile *mf)
     if (mf->dmap) {
         munmap(mf->dmap, mf->parent.size);
     }
+    if (mf->guest_view) {
+        munmap(mf->guest_view, mf->parent.size);
+    }
     if (mf->parent.fd >= 0) {
         close(mf->parent.fd);
     }
@@ -185,7 +188,8 @@ static bool hugetlb_probe(ModelFile *mf, uint64_t index)
     uint64_t ps = mf->parent.page_size, off = index * ps;
     uint64_t before;
 
-    if (mapped_in(mf->host_view, off) || mapped_in(mf->dmap, off)) {
+    if (mapped_in(mf->host_view, off) || mapped_in(mf->guest_view, off) ||
+        mapped_in(mf->dmap, off)) {
         return true;
     }
     before = hugetlb_resident_pages(mf);
@@ -226,6 +230,26 @@ void gmem_model_sync_folios(ModelFile *mf, uint64_t first, uint64_t last)
     } else {
         sync_memfd(mf, first, last);
     }
+}
+
+/* The guest view */
+
+/*
+ * KVM maps guest memory from a user address, as it maps a real
+ * guest_memfd from the file itself.  The host view cannot serve: it keeps
+ * private pages out of QEMU's reach, and so out of KVM's.  The guest gets
+ * a mapping of its own, which QEMU never touches, made on first use.
+ */
+uint8_t *gmem_model_backing_guest_view(ModelFile *mf)
+{
+    void *p;
+
+    if (!mf->guest_view) {
+        p = mmap(NULL, mf->parent.size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                 mf->parent.fd, 0);
+        mf->guest_view = p == MAP_FAILED ? NULL : p;
+    }
+    return mf->guest_view;
 }
 
 /* The host view */

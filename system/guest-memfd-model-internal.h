@@ -56,6 +56,7 @@ typedef struct ModelFile {
     GHashTable *tt;                 /* page index -> transient refs */
     uint8_t *dmap;                  /* the kernel's direct map */
     uint8_t *host_view;
+    uint8_t *guest_view;            /* KVM's user mapping, see backing */
     bool real;                      /* hugetlb memfd */
     bool closed;
     uint64_t resv;                  /* reserved, not yet faulted */
@@ -138,6 +139,7 @@ void gmem_model_pool_give_back(ModelPool *p, uint32_t pfn,
 /* Create the memfd (f->fd) and the model's direct map of it. */
 bool gmem_model_backing_open(ModelFile *mf, Error **errp);
 void gmem_model_backing_close(ModelFile *mf);
+uint8_t *gmem_model_backing_guest_view(ModelFile *mf);
 /* Make the page of folio @index really leave the host pool. */
 void gmem_model_backing_populate(ModelFile *mf, uint64_t index);
 /* Free the pages of a byte range; @keep_reservation as the pool's. */

@@ -655,6 +655,12 @@ void guest_memfd_model_set_host_view(GuestMemfdFile *f, void *host)
     }
 }
 
+void *guest_memfd_model_guest_view(GuestMemfdFile *f)
+{
+    MODEL_LOCK_GUARD();
+    return gmem_model_backing_guest_view(model_file(f));
+}
+
 /* Transient references (QMP x-guest-memfd-pin, tests) */
 
 static bool page_ok(ModelFile *mf, uint64_t offset)

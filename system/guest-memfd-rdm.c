@@ -163,8 +163,8 @@ static bool undo_shared(GuestMemfdRegion *r, GArray *runs)
         Run *run = &g_array_index(runs, Run, i);
         Error *err = NULL;
 
-        if (!guest_memfd_state_convert(&r->state, run->offset, run->len, true,
-                                       NULL, &err)) {
+        if (guest_memfd_state_convert(&r->state, run->offset, run->len, true,
+                                      NULL, &err)) {
             g_autoptr(GArray) left = runs_of(r, run->offset, run->len, true);
 
             warn_reportf_err(err, "guest_memfd %s: undoing a refused"
@@ -177,13 +177,13 @@ static bool undo_shared(GuestMemfdRegion *r, GArray *runs)
     return !stuck->len;
 }
 
-bool guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,
-                             uint64_t size, bool to_private,
-                             uint64_t *done, Error **errp)
+int guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,
+                            uint64_t size, bool to_private,
+                            uint64_t *done, Error **errp)
 {
     g_autoptr(GArray) runs = NULL;
     uint64_t converted = 0;
-    bool ok;
+    int ret;
 
     /* vCPU threads convert without the BQL (KVM exits): lock first. */
     QEMU_LOCK_GUARD(&r->listeners_lock);
@@ -196,36 +196,36 @@ bool guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,
     if (to_private) {
         runs = runs_of(r, offset, size, true);
         tell_all(r, runs, false);
-        ok = guest_memfd_state_convert(&r->state, offset, size, true, done,
-                                       errp);
-        if (!ok) {
+        ret = guest_memfd_state_convert(&r->state, offset, size, true, done,
+                                        errp);
+        if (ret) {
             /* What stayed shared is mapped again. */
             g_autoptr(GArray) shared = runs_of(r, offset, size, true);
 
             tell_all(r, shared, true);
         }
-        return ok;
+        return ret;
     }
 
     /* Only pages that were private are new to the listeners. */
     runs = runs_of(r, offset, size, false);
-    ok = guest_memfd_state_convert(&r->state, offset, size, false,
-                                   &converted, errp);
+    ret = guest_memfd_state_convert(&r->state, offset, size, false,
+                                    &converted, errp);
     runs_clip(runs, offset, converted);
     if (!populate_all(r, runs)) {
-        if (ok) {
+        if (!ret) {
             error_setg(errp, "guest_memfd %s: a RamDiscardListener (VFIO)"
                        " cannot map the pages made shared at 0x%" PRIx64,
                        r->state.name, offset);
+            ret = -ENOMEM;
         }
         /* Back to private: nobody maps them, nobody may. */
         converted = undo_shared(r, runs) ? 0 : converted;
-        ok = false;
     }
     if (done) {
         *done = converted;
     }
-    return ok;
+    return ret;
 }
 
 static uint64_t rdm_get_min_granularity(const RamDiscardManager *rdm,

@@ -140,9 +140,9 @@ bool guest_memfd_state_range_ok(GuestMemfdState *s, uint64_t offset,
            size <= s->file->size && offset <= s->file->size - size;
 }
 
-bool guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
-                               uint64_t size, bool to_private, uint64_t *done,
-                               Error **errp)
+int guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
+                              uint64_t size, bool to_private, uint64_t *done,
+                              Error **errp)
 {
     uint64_t cur = offset, end = offset + size, error_offset = 0;
     unsigned attempt = 0, delay = CONVERT_RETRY_DELAY_US;
@@ -155,7 +155,7 @@ bool guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
         error_setg(errp, "guest_memfd %s: range 0x%" PRIx64 "+0x%" PRIx64
                    " is not 4 KiB aligned inside the 0x%" PRIx64 "-byte file",
                    s->name, offset, size, s->file->size);
-        return false;
+        return -EINVAL;
     }
 
     trace_guest_memfd_convert(s->name, offset, size, to_private);
@@ -210,7 +210,7 @@ bool guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
     }
     trace_guest_memfd_convert_done(s->name, offset, cur - offset, cur == end);
     if (cur == end) {
-        return true;
+        return 0;
     }
     if (ret == -EAGAIN) {
         error_setg(errp, "guest_memfd %s: page at offset 0x%" PRIx64
@@ -223,7 +223,7 @@ bool guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
                          " bytes", s->name, cur, end - cur,
                          to_private ? "private" : "shared", cur - offset);
     }
-    return false;
+    return ret;
 }
 
 bool guest_memfd_state_map(GuestMemfdState *s, uint64_t offset,

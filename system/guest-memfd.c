@@ -136,9 +136,9 @@ bool guest_memfd_range_has_private(MemoryRegion *mr, hwaddr offset,
     return denied;
 }
 
-bool guest_memfd_convert_ram(GuestMemfdRegion *r, uint64_t offset,
-                             uint64_t size, bool to_private, uint64_t *done,
-                             Error **errp)
+int guest_memfd_convert_ram(GuestMemfdRegion *r, uint64_t offset,
+                            uint64_t size, bool to_private, uint64_t *done,
+                            Error **errp)
 {
     return guest_memfd_rdm_convert(r, offset, size, to_private, done, errp);
 }
@@ -166,11 +166,13 @@ static GArray *gpa_pieces_new(void)
 /*
  * Split [gpa, gpa + size) into @pieces of regions, each holding a
  * reference to its RAM (a vCPU converts without the BQL, while a DIMM may
- * go).  Stops at the first part that is not in-place guest_memfd RAM:
- * false, @errp set, and @pieces holding what came before it.
+ * go).  Stops at the first part that is not in-place guest_memfd RAM (or,
+ * with @one_region, of another region than the first): -EFAULT, @errp
+ * set, and @pieces holding what came before it; -EINVAL if the range
+ * itself is bad.
  */
-static bool gpa_resolve(hwaddr gpa, uint64_t size, GArray *pieces,
-                        Error **errp)
+static int gpa_resolve(hwaddr gpa, uint64_t size, bool one_region,
+                       GArray *pieces, Error **errp)
 {
     hwaddr cur = gpa, end = gpa + size;
 
@@ -179,7 +181,7 @@ static bool gpa_resolve(hwaddr gpa, uint64_t size, GArray *pieces,
         error_setg(errp, "range 0x%" HWADDR_PRIx "+0x%" PRIx64 " is not a"
                    " non-empty, 4 KiB aligned guest-physical range", gpa,
                    size);
-        return false;
+        return -EINVAL;
     }
     while (cur < end) {
         MemoryRegionSection s = memory_region_find(get_system_memory(), cur,
@@ -200,6 +202,12 @@ static bool gpa_resolve(hwaddr gpa, uint64_t size, GArray *pieces,
                    !QEMU_IS_ALIGNED(p.offset | p.size, GUEST_MEMFD_PAGE_SIZE)) {
             error_setg(errp, "guest-physical address 0x%" HWADDR_PRIx
                        " maps RAM at an unaligned offset", cur);
+        } else if (one_region && pieces->len &&
+                   p.region != g_array_index(pieces, GpaPiece, 0).region) {
+            error_setg(errp, "guest-physical address 0x%" HWADDR_PRIx
+                       " is guest_memfd %s, not %s as the start of the"
+                       " range", cur, p.region->state.name,
+                       g_array_index(pieces, GpaPiece, 0).region->state.name);
         } else {
             g_array_append_val(pieces, p);
             cur += p.size;
@@ -208,9 +216,9 @@ static bool gpa_resolve(hwaddr gpa, uint64_t size, GArray *pieces,
         if (s.mr) {
             memory_region_unref(s.mr);
         }
-        return false;
+        return -EFAULT;
     }
-    return true;
+    return 0;
 }
 
 bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,
@@ -218,41 +226,51 @@ bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,
 {
     g_autoptr(GArray) pieces = gpa_pieces_new();
 
-    return gpa_resolve(gpa, size, pieces, errp);
+    return !gpa_resolve(gpa, size, false, pieces, errp);
 }
 
-static bool convert_pieces(GArray *pieces, bool to_private, uint64_t *done,
-                           Error **errp)
+static int convert_pieces(GArray *pieces, bool to_private, uint64_t *done,
+                          Error **errp)
 {
     uint64_t total = 0;
 
     for (guint i = 0; i < pieces->len; i++) {
         GpaPiece *p = &g_array_index(pieces, GpaPiece, i);
         uint64_t piece_done;
-        bool ok = guest_memfd_convert_ram(p->region, p->offset, p->size,
+        int ret = guest_memfd_convert_ram(p->region, p->offset, p->size,
                                           to_private, &piece_done, errp);
 
         total += piece_done;
         if (done) {
             *done = total;
         }
-        if (!ok) {
-            return false;
+        if (ret) {
+            return ret;
         }
     }
-    return true;
+    return 0;
 }
 
-bool guest_memfd_convert_gpa(hwaddr gpa, uint64_t size, bool to_private,
-                             uint64_t *done, Error **errp)
+int guest_memfd_convert_gpa(hwaddr gpa, uint64_t size, bool to_private,
+                            uint64_t *done, Error **errp)
 {
     g_autoptr(GArray) pieces = gpa_pieces_new();
+    int ret;
 
     if (done) {
         *done = 0;
     }
-    return gpa_resolve(gpa, size, pieces, errp) &&
-           convert_pieces(pieces, to_private, done, errp);
+    ret = gpa_resolve(gpa, size, false, pieces, errp);
+    return ret ? ret : convert_pieces(pieces, to_private, done, errp);
+}
+
+int guest_memfd_convert_guest_request(hwaddr gpa, uint64_t size,
+                                      bool to_private, Error **errp)
+{
+    g_autoptr(GArray) pieces = gpa_pieces_new();
+    int ret = gpa_resolve(gpa, size, true, pieces, errp);
+
+    return ret ? ret : convert_pieces(pieces, to_private, NULL, errp);
 }
 
 bool guest_memfd_convert_memory(hwaddr gpa, uint64_t size, bool to_private,
@@ -261,7 +279,7 @@ bool guest_memfd_convert_memory(hwaddr gpa, uint64_t size, bool to_private,
     g_autoptr(GArray) pieces = gpa_pieces_new();
     Error *err = NULL;
 
-    if (!gpa_resolve(gpa, size, pieces, &err)) {
+    if (gpa_resolve(gpa, size, false, pieces, &err)) {
         if (!pieces->len) {
             /* Not ours: KVM's usual path. */
             error_free(err);
@@ -278,7 +296,7 @@ bool guest_memfd_convert_memory(hwaddr gpa, uint64_t size, bool to_private,
         }
     }
     *ret = 0;
-    if (err || !convert_pieces(pieces, to_private, NULL, &err)) {
+    if (err || convert_pieces(pieces, to_private, NULL, &err)) {
         error_report_err(err);
         *ret = -EINVAL;
     }
@@ -292,8 +310,8 @@ void guest_memfd_region_reset(GuestMemfdRegion *r)
     int ret;
 
     trace_guest_memfd_region_reset(r->state.name);
-    if (!guest_memfd_convert_ram(r, 0, f->size, !f->init_shared, NULL,
-                                 &err)) {
+    if (guest_memfd_convert_ram(r, 0, f->size, !f->init_shared, NULL,
+                                &err)) {
         warn_reportf_err(err, "system reset: ");
     }
     ret = guest_memfd_punch_hole(f, 0, f->size);

@@ -52,7 +52,7 @@ static bool psc_check(void *opaque, uint64_t gpa, uint64_t size,
 static bool psc_convert(void *opaque, uint64_t gpa, uint64_t size,
                         bool to_private, uint64_t *done, Error **errp)
 {
-    return guest_memfd_convert_gpa(gpa, size, to_private, done, errp);
+    return !guest_memfd_convert_gpa(gpa, size, to_private, done, errp);
 }
 
 static const PscListOps psc_list_ops = {

@@ -37,4 +37,37 @@ bool guest_memfd_kvm_slot_bind(RAMBlock *rb, uint64_t offset, uint64_t size);
 void guest_memfd_kvm_slot_unbind(RAMBlock *rb, uint64_t offset,
                                  uint64_t size);
 
+/*
+ * The user address a memslot over @ram (inside @rb) maps guest memory
+ * from: @ram, but for the kernel model's files, whose private pages QEMU's
+ * mapping keeps out of reach as the kernel would: there KVM maps the
+ * model's guest view (guest_memfd_model_guest_view()), so that the guest
+ * reads and writes its private pages and QEMU cannot.
+ */
+void *guest_memfd_kvm_slot_userspace(RAMBlock *rb, void *ram);
+
+/*
+ * Guests of in-place guest_memfd memory ask for conversions themselves:
+ * have KVM forward their KVM_HC_MAP_GPA_RANGE hypercalls to QEMU (once a
+ * backend exists; a warning if this KVM cannot).
+ */
+void guest_memfd_kvm_serve_guest_requests(void);
+
+/* Does QEMU answer KVM_HC_MAP_GPA_RANGE exits itself (see below)? */
+bool guest_memfd_kvm_serves_guest_requests(void);
+
+/*
+ * Answer one KVM_HC_MAP_GPA_RANGE exit (target/i386/kvm/kvm.c): convert
+ * @npages 4 KiB pages at @gpa to private if @attrs has the encrypted bit,
+ * else to shared.  Returns what the guest reads back in rax: 0, or
+ * -EINVAL (malformed), -EFAULT (not all in-place guest_memfd RAM of one
+ * backend), -EAGAIN (a page is still referenced: the pages before it are
+ * converted, asking again completes it), -EOPNOTSUPP (this kernel cannot
+ * convert in place), -ENOMEM.  A request never stops the VM.  Where QEMU
+ * does not serve these requests (no in-place backend), upstream's
+ * handling stands.
+ */
+int guest_memfd_kvm_map_gpa_range(uint64_t gpa, uint64_t npages,
+                                  uint64_t attrs);
+
 #endif

@@ -68,6 +68,13 @@ const char *guest_memfd_model_backing(GuestMemfdFile *f);
  */
 void guest_memfd_model_set_host_view(GuestMemfdFile *f, void *host);
 
+/*
+ * The guest's mapping of the file, for KVM's memslots: the guest reads and
+ * writes its private pages through it while the host view keeps them from
+ * QEMU.  NULL if it cannot be mapped.
+ */
+void *guest_memfd_model_guest_view(GuestMemfdFile *f);
+
 /* Transient reference on the 4 KiB page at @offset (like a GUP pin). */
 int guest_memfd_model_pin(GuestMemfdFile *f, uint64_t offset);
 /*

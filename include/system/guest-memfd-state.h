@@ -61,15 +61,17 @@ bool guest_memfd_state_range_ok(GuestMemfdState *s, uint64_t offset,
                                 uint64_t size);
 
 /*
- * Convert [offset, offset + size) of the file.  Returns true when the whole
+ * Convert [offset, offset + size) of the file.  Returns 0 when the whole
  * range has the requested state.  When the kernel reports a referenced page
  * (-EAGAIN), the pages in front of it are converted and the rest retried a
- * bounded number of times with a growing delay.  On failure @errp says why
- * and *done (if not NULL) is the number of bytes from @offset converted.
+ * bounded number of times with a growing delay.  On failure returns the
+ * kernel's negative errno (-EINVAL for a range outside the file), @errp
+ * says why and *done (if not NULL) is the number of bytes from @offset
+ * converted.
  */
-bool guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
-                               uint64_t size, bool to_private, uint64_t *done,
-                               Error **errp);
+int guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
+                              uint64_t size, bool to_private, uint64_t *done,
+                              Error **errp);
 
 /* Is any page of [offset, offset + len) private?  (len > 0, in range) */
 bool guest_memfd_state_any_private(GuestMemfdState *s, uint64_t offset,

@@ -49,22 +49,34 @@ GuestMemfdRegion *guest_memfd_backend_region(Object *backend);
 GuestMemfdFile *guest_memfd_backend_file(Object *backend);
 
 /*
- * Convert [offset, offset + size) of the region's file.  Returns true when
- * the whole range has the requested state.  On failure @errp says why,
- * *done (if not NULL) is the number of bytes from @offset that were
- * converted, and the region's state equals what the kernel did.
+ * Convert [offset, offset + size) of the region's file.  Returns 0 when
+ * the whole range has the requested state.  On failure returns a negative
+ * errno (the kernel's: -EAGAIN for a page that stayed referenced,
+ * -EOPNOTSUPP where the kernel cannot convert in place, -ENOMEM also when
+ * a listener cannot map new shared pages), @errp says why, *done (if not
+ * NULL) is the number of bytes from @offset that were converted, and the
+ * region's state equals what the kernel did.
  */
-bool guest_memfd_convert_ram(GuestMemfdRegion *r, uint64_t offset,
-                             uint64_t size, bool to_private, uint64_t *done,
-                             Error **errp);
+int guest_memfd_convert_ram(GuestMemfdRegion *r, uint64_t offset,
+                            uint64_t size, bool to_private, uint64_t *done,
+                            Error **errp);
 
 /*
  * Convert a guest-physical range.  The whole range must be RAM of in-place
  * guest_memfd backends (it may cross regions); it is validated before
- * anything changes.  *done as above, counted from @gpa.
+ * anything changes (-EINVAL: not a 4 KiB aligned range; -EFAULT: not all
+ * in-place guest_memfd RAM).  Result and *done as above, counted from @gpa.
  */
-bool guest_memfd_convert_gpa(hwaddr gpa, uint64_t size, bool to_private,
-                             uint64_t *done, Error **errp);
+int guest_memfd_convert_gpa(hwaddr gpa, uint64_t size, bool to_private,
+                            uint64_t *done, Error **errp);
+
+/*
+ * A guest's own request through its hypervisor (KVM_HC_MAP_GPA_RANGE): as
+ * guest_memfd_convert_gpa(), but the range must lie in one backend, as a
+ * kernel conversion acts on one file; -EFAULT otherwise.
+ */
+int guest_memfd_convert_guest_request(hwaddr gpa, uint64_t size,
+                                      bool to_private, Error **errp);
 
 /* Is the whole range in-place guest_memfd RAM (what convert_gpa needs)? */
 bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,

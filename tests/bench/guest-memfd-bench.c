@@ -462,8 +462,8 @@ static bool psc_bench_convert(void *opaque, uint64_t gpa, uint64_t size,
 {
     PscBench *b = opaque;
 
-    return guest_memfd_state_convert(b->state, gpa, size, to_private, done,
-                                     errp);
+    return !guest_memfd_state_convert(b->state, gpa, size, to_private, done,
+                                      errp);
 }
 
 static const PscListOps psc_bench_ops = {

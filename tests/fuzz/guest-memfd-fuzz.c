@@ -91,8 +91,8 @@ static bool fz_convert(void *opaque, uint64_t gpa, uint64_t size,
 {
     Fuzz *fz = opaque;
 
-    return guest_memfd_state_convert(&fz->state, gpa, size, to_private, done,
-                                     errp);
+    return !guest_memfd_state_convert(&fz->state, gpa, size, to_private,
+                                      done, errp);
 }
 
 static const PscListOps fuzz_ops = {
@@ -175,8 +175,8 @@ static void run_op(Fuzz *fz, Input *in)
         break;
     case 2:
         take_range(fz, in, &gpa, &size);
-        if (!guest_memfd_state_convert(&fz->state, gpa, size,
-                                       take(in, 1) & 1, &done, &err)) {
+        if (guest_memfd_state_convert(&fz->state, gpa, size,
+                                      take(in, 1) & 1, &done, &err)) {
             error_free(err);
         }
         if (done > size) {

@@ -9,7 +9,8 @@
  *       exits 0 when the host has all of them; otherwise prints why not
  *       and exits 77 (the exit status meson and automake read as SKIP)
  *
- * Needs: root, kvm, kvm-gmem, kvm-gmem-hugetlb, kvm-gmem-convert.
+ * Needs: root, kvm, kvm-gmem, kvm-gmem-hugetlb, kvm-gmem-convert,
+ * kvm-map-gpa-range, kvm-runs.
  */
 
 #include "qemu/osdep.h"
@@ -24,6 +25,8 @@ static const struct {
     { "kvm-gmem", GMEM_NEEDS_KVM_GMEM },
     { "kvm-gmem-hugetlb", GMEM_NEEDS_KVM_GMEM_HUGETLB },
     { "kvm-gmem-convert", GMEM_NEEDS_KVM_GMEM_CONVERT },
+    { "kvm-map-gpa-range", GMEM_NEEDS_KVM_MAP_GPA_RANGE },
+    { "kvm-runs", GMEM_NEEDS_KVM_RUNS },
 };
 
 static bool parse_needs(const char *list, unsigned *mask)

@@ -7,7 +7,9 @@
 #include "qemu/osdep.h"
 #include "qemu/units.h"
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <linux/kvm.h>
+#include "standard-headers/linux/kvm_para.h"
 #include "system/guest-memfd-uapi.h"
 #include "tests/unit/guest-memfd-host.h"
 
@@ -23,6 +25,117 @@ static int check_cap(void *opaque, unsigned cap)
     int ret = ioctl(fds->vm, KVM_CHECK_EXTENSION, cap);
 
     return ret < 0 ? ioctl(fds->kvm, KVM_CHECK_EXTENSION, cap) : ret;
+}
+
+/*
+ * 16-bit code for the probe's vCPU: an exit to user space, a hypercall that
+ * KVM answers itself (no such hypercall: -KVM_ENOSYS), and hlt.
+ */
+static const uint8_t run_probe_code[] = {
+    0xe6, 0xe0,                             /* out 0xe0, al */
+    0x66, 0xb8, 0xff, 0x7f, 0x00, 0x00,     /* mov eax, 0x7fff */
+    0x0f, 0x01, 0xd9,                       /* vmmcall (AMD; 0xc1: vmcall) */
+    0xf4,                                   /* hlt */
+};
+#define RUN_PROBE_SECONDS 5
+#define RUN_PROBE_HYPERCALL_AT 8            /* offset of the hypercall */
+
+static void run_probe_alarm(int sig)
+{
+    /* Only to interrupt KVM_RUN. */
+}
+
+static bool host_is_amd(void)
+{
+    uint32_t a, b, c, d;
+
+    asm volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0));
+    return b == 0x68747541;                 /* "Auth" */
+}
+
+/*
+ * Does a vCPU of this KVM get through an I/O exit and a hypercall to hlt?
+ * Some hosts create VMs whose vCPUs then hang (seen: a nested paravirtual
+ * KVM on which a hypercall never returns).  NULL, or why not.
+ */
+static char *probe_run(KvmFds *fds)
+{
+    struct sigaction alarm_action = { .sa_handler = run_probe_alarm };
+    struct sigaction old_action;
+    struct kvm_userspace_memory_region slot = {
+        .memory_size = 2 * 4096,
+    };
+    struct kvm_sregs sregs;
+    struct kvm_regs regs;
+    struct kvm_run *run = MAP_FAILED;
+    uint8_t *mem;
+    int vcpu = -1, run_size, exits = 0;
+    char *why = NULL;
+
+    mem = mmap(NULL, slot.memory_size, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    g_assert(mem != MAP_FAILED);
+    memcpy(mem, run_probe_code, sizeof(run_probe_code));
+    if (!host_is_amd()) {
+        mem[RUN_PROBE_HYPERCALL_AT + 2] = 0xc1;
+    }
+    slot.userspace_addr = (uintptr_t)mem;
+    run_size = ioctl(fds->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (ioctl(fds->vm, KVM_SET_USER_MEMORY_REGION, &slot) < 0 ||
+        (vcpu = ioctl(fds->vm, KVM_CREATE_VCPU, 0)) < 0 || run_size <= 0 ||
+        (run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                    vcpu, 0)) == MAP_FAILED ||
+        ioctl(vcpu, KVM_GET_SREGS, &sregs) < 0) {
+        why = g_strdup_printf("this host's KVM cannot set up a vCPU (%s)",
+                              strerror(errno));
+        goto out;
+    }
+    sregs.cs.base = 0;
+    sregs.cs.selector = 0;
+    regs = (struct kvm_regs) { .rip = 0, .rflags = 2 };
+    if (ioctl(vcpu, KVM_SET_SREGS, &sregs) < 0 ||
+        ioctl(vcpu, KVM_SET_REGS, &regs) < 0) {
+        why = g_strdup_printf("this host's KVM cannot set up a vCPU (%s)",
+                              strerror(errno));
+        goto out;
+    }
+    sigaction(SIGALRM, &alarm_action, &old_action);
+    alarm(RUN_PROBE_SECONDS);
+    while (!why && exits < 4) {
+        if (ioctl(vcpu, KVM_RUN, 0) < 0) {
+            why = g_strdup_printf(errno == EINTR ?
+                                  "a vCPU of this host's KVM hangs (no hlt"
+                                  " within %d s after an I/O exit and a"
+                                  " hypercall)" :
+                                  "a vCPU of this host's KVM fails (%d)",
+                                  errno == EINTR ? RUN_PROBE_SECONDS : errno);
+        } else if (run->exit_reason == KVM_EXIT_HLT) {
+            break;
+        } else if (run->exit_reason != KVM_EXIT_IO) {
+            why = g_strdup_printf("a vCPU of this host's KVM does not get"
+                                  " through an I/O exit and a hypercall"
+                                  " (KVM exit reason %u%s)", run->exit_reason,
+                                  run->exit_reason == KVM_EXIT_SHUTDOWN ?
+                                  ", a triple fault" : "");
+        }
+        exits++;
+    }
+    alarm(0);
+    sigaction(SIGALRM, &old_action, NULL);
+    if (!why && (ioctl(vcpu, KVM_GET_REGS, &regs) < 0 ||
+                 (uint32_t)regs.rax != (uint32_t)-KVM_ENOSYS)) {
+        why = g_strdup_printf("this host's KVM answers an unknown hypercall"
+                              " with 0x%llx, not -KVM_ENOSYS", regs.rax);
+    }
+out:
+    if (run != MAP_FAILED) {
+        munmap(run, run_size);
+    }
+    if (vcpu >= 0) {
+        close(vcpu);
+    }
+    munmap(mem, slot.memory_size);
+    return why;
 }
 
 /* Sets @h->kvm and the capabilities, or @h->kvm_why. */
@@ -53,6 +166,7 @@ static void probe_kvm(GmemHost *h)
         goto out;
     }
     h->kvm = true;
+    h->kvm_run_why = probe_run(&fds);
     guest_memfd_kvm_read_caps(check_cap, &fds, &h->caps);
     h->kvm_exit_hypercall = MAX(check_cap(&fds, KVM_CAP_EXIT_HYPERCALL), 0);
     close(fds.vm);
@@ -112,6 +226,16 @@ const char *gmem_host_lacks(unsigned needs)
     if (!h->kvm) {
         return h->kvm_why;
     }
+    if ((needs & GMEM_NEEDS_KVM_RUNS) && h->kvm_run_why) {
+        return h->kvm_run_why;
+    }
+    needs &= ~GMEM_NEEDS_KVM_RUNS;
+    if ((needs & GMEM_NEEDS_KVM_MAP_GPA_RANGE) &&
+        !(h->kvm_exit_hypercall & (1 << KVM_HC_MAP_GPA_RANGE))) {
+        return "this host's KVM does not forward KVM_HC_MAP_GPA_RANGE to"
+               " user space (KVM_CAP_EXIT_HYPERCALL)";
+    }
+    needs &= ~GMEM_NEEDS_KVM_MAP_GPA_RANGE;
     if ((needs & ~(GMEM_NEEDS_ROOT | GMEM_NEEDS_KVM)) && !h->caps.gmem) {
         return "this host's KVM offers no guest_memfd (KVM_CAP_GUEST_MEMFD"
                " is 0)";
@@ -196,6 +320,13 @@ char *gmem_host_describe(void)
                                " GUEST_MEMFD_FLAGS 0x%" PRIx64 ","
                                " EXIT_HYPERCALL 0x%x\n", h->caps.gmem,
                                h->caps.flags, h->kvm_exit_hypercall);
+    }
+    if (h->kvm) {
+        g_string_append_printf(s, "kvm-runs: %s\n",
+                               yes_or(gmem_host_lacks(GMEM_NEEDS_KVM_RUNS)));
+        g_string_append_printf(s, "kvm-map-gpa-range: %s\n",
+                               yes_or(gmem_host_lacks(
+                                          GMEM_NEEDS_KVM_MAP_GPA_RANGE)));
     }
     g_string_append_printf(s, "kvm-gmem: %s\n",
                            yes_or(gmem_host_lacks(GMEM_NEEDS_KVM_GMEM)));

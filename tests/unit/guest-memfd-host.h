@@ -25,6 +25,10 @@ typedef enum GmemHostNeed {
     GMEM_NEEDS_KVM_GMEM_HUGETLB = 1 << 3,
     /* ... that converts guest_memfd pages in place (none has it yet) */
     GMEM_NEEDS_KVM_GMEM_CONVERT = 1 << 4,
+    /* KVM that forwards KVM_HC_MAP_GPA_RANGE to QEMU (any VM type) */
+    GMEM_NEEDS_KVM_MAP_GPA_RANGE = 1 << 5,
+    /* KVM whose vCPUs run: an I/O exit and a hypercall, then hlt */
+    GMEM_NEEDS_KVM_RUNS = 1 << 6,
 } GmemHostNeed;
 
 typedef struct GmemHostPool {
@@ -35,6 +39,7 @@ typedef struct GmemHost {
     bool root;
     bool kvm;                   /* a VM could be created */
     char *kvm_why;              /* why not, when !kvm */
+    char *kvm_run_why;          /* why its vCPUs do not run, or NULL */
     GuestMemfdKvmCaps caps;     /* what that VM offers */
     int kvm_exit_hypercall;     /* KVM_CAP_EXIT_HYPERCALL: the valid mask */
     GmemHostPool pool_2m, pool_1g;

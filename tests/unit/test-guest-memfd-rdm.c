@@ -146,8 +146,8 @@ static bool convert(Fixture *fx, uint64_t first, uint64_t n, bool to_private,
                     uint64_t *done, Error **errp)
 {
     uint64_t converted = 0;
-    bool ok = guest_memfd_rdm_convert(&fx->r, first * PAGE, n * PAGE,
-                                      to_private, &converted, errp);
+    bool ok = !guest_memfd_rdm_convert(&fx->r, first * PAGE, n * PAGE,
+                                       to_private, &converted, errp);
 
     if (done) {
         *done = converted / PAGE;

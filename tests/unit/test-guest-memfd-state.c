@@ -16,6 +16,15 @@
 #define PAGE GUEST_MEMFD_PAGE_SIZE
 
 /* The state's view and the model's agree page by page. */
+/* guest_memfd_state_convert(), which must answer @want (0 or -errno). */
+static void expect_convert(GuestMemfdState *s, uint64_t offset, uint64_t size,
+                           bool to_private, uint64_t *done, Error **errp,
+                           int want)
+{
+    g_assert_cmpint(guest_memfd_state_convert(s, offset, size, to_private,
+                                              done, errp), ==, want);
+}
+
 static void assert_agrees(GuestMemfdState *s)
 {
     GuestMemfdFile *f = s->file;
@@ -48,12 +57,10 @@ static void test_noop(void)
     GuestMemfdState s;
 
     guest_memfd_state_init(&s, f, "t");
-    g_assert(guest_memfd_state_convert(&s, 0, 4 * MiB, true, NULL,
-                                       &error_abort));
+    expect_convert(&s, 0, 4 * MiB, true, NULL, &error_abort, 0);
     g_assert_cmpuint(s.counters.kernel_calls, ==, 0);
     g_assert_cmpuint(s.counters.to_private, ==, 1);
-    g_assert(guest_memfd_state_convert(&s, PAGE, PAGE, false, NULL,
-                                       &error_abort));
+    expect_convert(&s, PAGE, PAGE, false, NULL, &error_abort, 0);
     g_assert_cmpuint(s.counters.kernel_calls, ==, 1);
     assert_agrees(&s);
     guest_memfd_state_destroy(&s);
@@ -69,10 +76,9 @@ static void test_folio_counters(void)
 
     guest_memfd_state_init(&s, f, "t");
     /* One page in folio 0, a range across folios 1 and 2. */
-    g_assert(guest_memfd_state_convert(&s, 5 * PAGE, PAGE, false, NULL,
-                                       &error_abort));
-    g_assert(guest_memfd_state_convert(&s, 4 * MiB - 2 * PAGE, 4 * PAGE,
-                                       false, NULL, &error_abort));
+    expect_convert(&s, 5 * PAGE, PAGE, false, NULL, &error_abort, 0);
+    expect_convert(&s, 4 * MiB - 2 * PAGE, 4 * PAGE, false, NULL, &error_abort,
+                   0);
     guest_memfd_state_info(&s, &info);
     g_assert_cmpuint(info.folios_with_shared, ==, 3);
     g_assert_cmpuint(info.shared_bytes, ==, 5 * PAGE);
@@ -80,8 +86,7 @@ static void test_folio_counters(void)
     g_assert_cmpuint(s.shared.per_folio[1], ==, 2);
     g_assert_cmpuint(s.shared.per_folio[2], ==, 2);
 
-    g_assert(guest_memfd_state_convert(&s, 0, 8 * MiB, true, NULL,
-                                       &error_abort));
+    expect_convert(&s, 0, 8 * MiB, true, NULL, &error_abort, 0);
     guest_memfd_state_info(&s, &info);
     g_assert_cmpuint(info.folios_with_shared, ==, 0);
     g_assert_cmpuint(info.shared_bytes, ==, 0);
@@ -103,8 +108,7 @@ static void test_pinned_progress(void)
 
     guest_memfd_state_init(&s, f, "t");
     g_assert_cmpint(guest_memfd_model_pin(f, 10 * PAGE), ==, 0);
-    g_assert_false(guest_memfd_state_convert(&s, 4 * PAGE, 16 * PAGE, true,
-                                             &done, &err));
+    expect_convert(&s, 4 * PAGE, 16 * PAGE, true, &done, &err, -EAGAIN);
     g_assert(err);
     g_assert(strstr(error_get_pretty(err), "still referenced"));
     error_free(err);
@@ -116,8 +120,7 @@ static void test_pinned_progress(void)
     assert_agrees(&s);
 
     g_assert_cmpint(guest_memfd_model_unpin(f, 10 * PAGE), ==, 0);
-    g_assert(guest_memfd_state_convert(&s, 4 * PAGE, 16 * PAGE, true, &done,
-                                       &error_abort));
+    expect_convert(&s, 4 * PAGE, 16 * PAGE, true, &done, &error_abort, 0);
     g_assert_cmpuint(done, ==, 16 * PAGE);
     assert_agrees(&s);
     guest_memfd_state_destroy(&s);
@@ -140,8 +143,7 @@ static void test_mapped_progress(void)
     guest_memfd_state_init(&s, f, "t");
     g_assert_true(guest_memfd_state_map(&s, 10 * PAGE + 100, 3 * PAGE));
     g_assert_true(guest_memfd_state_map(&s, 10 * PAGE + 100, 3 * PAGE));
-    g_assert_false(guest_memfd_state_convert(&s, 4 * PAGE, 16 * PAGE, true,
-                                             &done, &err));
+    expect_convert(&s, 4 * PAGE, 16 * PAGE, true, &done, &err, -EAGAIN);
     g_assert(strstr(error_get_pretty(err), "still referenced"));
     error_free(err);
     err = NULL;
@@ -154,18 +156,15 @@ static void test_mapped_progress(void)
 
     /* One of the two mappings gone: still mapped. */
     guest_memfd_state_unmap(&s, 10 * PAGE + 100, 3 * PAGE);
-    g_assert_false(guest_memfd_state_convert(&s, 10 * PAGE, PAGE, true,
-                                             &done, &err));
+    expect_convert(&s, 10 * PAGE, PAGE, true, &done, &err, -EAGAIN);
     error_free(err);
     guest_memfd_state_unmap(&s, 10 * PAGE + 100, 3 * PAGE);
-    g_assert(guest_memfd_state_convert(&s, 4 * PAGE, 16 * PAGE, true, &done,
-                                       &error_abort));
+    expect_convert(&s, 4 * PAGE, 16 * PAGE, true, &done, &error_abort, 0);
     g_assert_cmpuint(done, ==, 16 * PAGE);
     assert_agrees(&s);
     /* To shared is never held back. */
     g_assert_true(guest_memfd_state_map(&s, 0, PAGE));
-    g_assert(guest_memfd_state_convert(&s, 0, 8 * PAGE, false, NULL,
-                                       &error_abort));
+    expect_convert(&s, 0, 8 * PAGE, false, NULL, &error_abort, 0);
     guest_memfd_state_unmap(&s, 0, PAGE);
     guest_memfd_state_destroy(&s);
     guest_memfd_close(f);
@@ -182,8 +181,7 @@ static void test_split_failure(void)
     guest_memfd_state_init(&s, f, "t");
     g_assert_cmpint(guest_memfd_allocate(f, 0, 4 * MiB), ==, 0);
     guest_memfd_model_inject(GMEM_MODEL_FAULT_SPLIT_ENOMEM, 1);
-    g_assert_false(guest_memfd_state_convert(&s, PAGE, PAGE, false, &done,
-                                             &err));
+    expect_convert(&s, PAGE, PAGE, false, &done, &err, -ENOMEM);
     g_assert(strstr(error_get_pretty(err), "Cannot allocate memory"));
     error_free(err);
     g_assert_cmpuint(done, ==, 0);
@@ -208,8 +206,7 @@ static void test_bad_ranges(void)
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         Error *err = NULL;
 
-        g_assert_false(guest_memfd_state_convert(&s, bad[i][0], bad[i][1],
-                                                 false, NULL, &err));
+        expect_convert(&s, bad[i][0], bad[i][1], false, NULL, &err, -EINVAL);
         g_assert(err);
         error_free(err);
     }
@@ -235,14 +232,11 @@ static void test_private_changed(void)
     guest_memfd_state_init(&s, f, "t");
     s.private_changed = count_change;
     g_assert_false(guest_memfd_state_has_private(&s));
-    g_assert(guest_memfd_state_convert(&s, 0, 2 * PAGE, true, NULL,
-                                       &error_abort));
-    g_assert(guest_memfd_state_convert(&s, 8 * PAGE, PAGE, true, NULL,
-                                       &error_abort));
+    expect_convert(&s, 0, 2 * PAGE, true, NULL, &error_abort, 0);
+    expect_convert(&s, 8 * PAGE, PAGE, true, NULL, &error_abort, 0);
     g_assert_cmpint(changes, ==, 1);
     g_assert(guest_memfd_state_has_private(&s));
-    g_assert(guest_memfd_state_convert(&s, 0, 16 * PAGE, false, NULL,
-                                       &error_abort));
+    expect_convert(&s, 0, 16 * PAGE, false, NULL, &error_abort, 0);
     g_assert_cmpint(changes, ==, 2);
     guest_memfd_state_destroy(&s);
     guest_memfd_close(f);
@@ -258,10 +252,8 @@ static void test_runs(void)
     guest_memfd_state_init(&s, f, "t");
     g_assert_false(guest_memfd_state_next_run(&s, &off, 64 * PAGE, true,
                                               &len));
-    g_assert(guest_memfd_state_convert(&s, 3 * PAGE, 2 * PAGE, false, NULL,
-                                       &error_abort));
-    g_assert(guest_memfd_state_convert(&s, 10 * PAGE, 6 * PAGE, false, NULL,
-                                       &error_abort));
+    expect_convert(&s, 3 * PAGE, 2 * PAGE, false, NULL, &error_abort, 0);
+    expect_convert(&s, 10 * PAGE, 6 * PAGE, false, NULL, &error_abort, 0);
     off = 0;
     g_assert(guest_memfd_state_next_run(&s, &off, 64 * PAGE, true, &len));
     g_assert_cmpuint(off, ==, 3 * PAGE);

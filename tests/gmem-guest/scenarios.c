@@ -1,0 +1,406 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * gmem-guest's scenarios and its command loop
+ *
+ * The host (tests/qtest/guest-memfd-guest-test.c) starts the guest with 2
+ * GiB of guest_memfd RAM: folio 0 holds this kernel and stays shared,
+ * folio 1 (TEST, the second GiB) is what the scenarios convert.  The host
+ * sends one line per command on the console:
+ *     init hypercall|psc    how to ask (KVM_HC_MAP_GPA_RANGE, the device)
+ *     run NAME [ARGS]       run a scenario; the guest answers with a TAP
+ *                           line, "ok - NAME" or "not ok - NAME"
+ *     exit                  leave through isa-debug-exit
+ * A scenario may stop at "SYNC LABEL" until the host answers "go" (having
+ * checked its side: query-guest-memfd) or "fail WHY".
+ */
+
+#include "guest.h"
+
+#define TEST            (1 * GiB)       /* the test folio */
+#define FOLIO_PAGES     (GiB / PAGE_SIZE)
+#define NULL_EXIT_PORT  0xe0            /* no device of a PC claims it */
+
+int check_failures;
+
+/* What a page holds: its address and a round number, in every word. */
+static uint64_t tag(uint64_t gpa, unsigned round)
+{
+    return gpa ^ (0x5a5a000000000000ULL + ((uint64_t)round << 40));
+}
+
+static void fill(uint64_t gpa, uint64_t pages, unsigned round)
+{
+    for (uint64_t a = gpa; a < gpa + pages * PAGE_SIZE; a += 512) {
+        *at(a) = tag(a, round);
+    }
+}
+
+/* Pages of [gpa, gpa + pages) that do not hold @round's tags. */
+static uint64_t bad_pages(uint64_t gpa, uint64_t pages, unsigned round)
+{
+    uint64_t bad = 0;
+
+    for (uint64_t p = 0; p < pages; p++) {
+        uint64_t base = gpa + p * PAGE_SIZE;
+
+        for (uint64_t a = base; a < base + PAGE_SIZE; a += 512) {
+            if (*at(a) != tag(a, round)) {
+                bad++;
+                break;
+            }
+        }
+    }
+    return bad;
+}
+
+/*
+ * Can this guest touch its private pages?  Under KVM they are mapped into
+ * the guest from the guest_memfd (or the model's guest view); under TCG
+ * the CPU is QEMU itself, whose memory API refuses them.
+ */
+static bool touches_private(void)
+{
+    return request_path() == REQUEST_HYPERCALL;
+}
+
+bool host_sync(const char *label)
+{
+    char reply[128];
+
+    con_printf("SYNC %s\n", label);
+    con_getline(reply, sizeof(reply));
+    if (str_eq(reply, "go")) {
+        return true;
+    }
+    con_printf("# host at %s: %s\n", label, reply);
+    check_failures++;
+    return false;
+}
+
+/*
+ * Convert [gpa, gpa + pages) to private and back, with data around it:
+ * the neighbours keep theirs at every step, the guest reads and writes
+ * its private pages where it can, and shared data survives the round
+ * trip in place.  The host checks its counts at each SYNC.
+ */
+static int round_trip(uint64_t gpa, uint64_t pages, const char *name)
+{
+    long ret;
+
+    fill(gpa - PAGE_SIZE, pages + 2, 1);
+    ret = convert(gpa, pages, true);
+    CHECK(ret == 0, "to private: %ld", ret);
+    CHECK(bad_pages(gpa - PAGE_SIZE, 1, 1) == 0 &&
+          bad_pages(gpa + pages * PAGE_SIZE, 1, 1) == 0,
+          "a neighbour lost its data");
+    if (touches_private()) {
+        /* In place: the guest's data is still there, and still its own. */
+        CHECK(bad_pages(gpa, pages, 1) == 0, "private data changed");
+        fill(gpa, pages, 2);
+        CHECK(bad_pages(gpa, pages, 2) == 0, "private pages not writable");
+    }
+    host_sync(name);
+
+    ret = convert(gpa, pages, false);
+    CHECK(ret == 0, "to shared: %ld", ret);
+    CHECK(bad_pages(gpa, pages, touches_private() ? 2 : 1) == 0,
+          "data did not survive the round trip in place");
+    fill(gpa, pages, 3);
+    CHECK(bad_pages(gpa, pages, 3) == 0, "shared pages not writable");
+    host_sync("shared-again");
+    return check_failures;
+}
+
+static int run_4k(const char *args)
+{
+    return round_trip(TEST + 5 * PAGE_SIZE, 1, "4k-private");
+}
+
+static int run_2m(const char *args)
+{
+    return round_trip(TEST + 4 * MiB, 512, "2m-private");
+}
+
+/*
+ * The whole 1 GiB folio: private in one request (merged: no split), one
+ * page shared (split), private again (merged back), all shared.
+ */
+static int run_1g(const char *args)
+{
+    Request whole = {
+        .gpa = TEST, .npages = FOLIO_PAGES, .to_private = true,
+        .page_size_hint = 2,
+    };
+    long ret;
+
+    fill(TEST + GiB - PAGE_SIZE, 1, 1);
+    ret = request(&whole).ret;
+    CHECK(ret == 0, "the whole folio to private: %ld", ret);
+    host_sync("1g-private");
+    ret = convert(TEST + 7 * PAGE_SIZE, 1, false);
+    CHECK(ret == 0, "one page to shared: %ld", ret);
+    fill(TEST + 7 * PAGE_SIZE, 1, 4);
+    host_sync("1g-one-shared");
+    ret = convert(TEST + 7 * PAGE_SIZE, 1, true);
+    CHECK(ret == 0, "that page to private again: %ld", ret);
+    host_sync("1g-private-again");
+    whole.to_private = false;
+    ret = request(&whole).ret;
+    CHECK(ret == 0, "the whole folio to shared: %ld", ret);
+    CHECK(bad_pages(TEST + 7 * PAGE_SIZE, 1, 4) == 0,
+          "data written while split did not survive");
+    CHECK(bad_pages(TEST + GiB - PAGE_SIZE, 1, 1) == 0,
+          "the folio's last page lost its data");
+    host_sync("1g-shared");
+    return check_failures;
+}
+
+/* 64 pages spread over the folio, one request each, neighbours intact. */
+static int run_scattered(const char *args)
+{
+    const uint64_t stride = 16 * MiB + 3 * PAGE_SIZE;
+    long ret;
+
+    for (unsigned i = 0; i < 64; i++) {
+        fill(TEST + i * stride - PAGE_SIZE, 3, 5);
+    }
+    for (unsigned i = 0; i < 64; i++) {
+        ret = convert(TEST + i * stride, 1, true);
+        CHECK(ret == 0, "page %u to private: %ld", i, ret);
+    }
+    for (unsigned i = 0; i < 64; i++) {
+        uint64_t gpa = TEST + i * stride;
+
+        CHECK(bad_pages(gpa - PAGE_SIZE, 1, 5) == 0 &&
+              bad_pages(gpa + PAGE_SIZE, 1, 5) == 0,
+              "a neighbour of page %u lost its data", i);
+    }
+    host_sync("scattered-private");
+    for (unsigned i = 0; i < 64; i++) {
+        ret = convert(TEST + i * stride, 1, false);
+        CHECK(ret == 0, "page %u to shared: %ld", i, ret);
+        CHECK(bad_pages(TEST + i * stride, 1, 5) == 0,
+              "page %u lost its data in place", i);
+    }
+    host_sync("scattered-shared");
+    return check_failures;
+}
+
+typedef struct Hostile {
+    const char *what;
+    Request req;
+    long want;                  /* the answer, or 1: any error */
+    bool hypercall_only;        /* the PSC format cannot say it */
+} Hostile;
+
+/*
+ * Requests a guest gets wrong.  ARGS: the addresses the host gave the
+ * machine's other memory: "HOLE PLAIN_RAM DIMM1_END" (DIMM1_END is where
+ * one guest_memfd pc-dimm ends and the next begins).
+ */
+static int run_hostile(const char *args)
+{
+    uint64_t hole = parse_u64(&args), plain = parse_u64(&args);
+    uint64_t dimm_end = parse_u64(&args);
+    const Hostile cases[] = {
+        { "unaligned address", { TEST + 0x800, 1, true }, -EINVAL, true },
+        { "no pages", { TEST, 0, true }, -EINVAL, true },
+        { "count that wraps", { TEST, ~0ULL / PAGE_SIZE, true }, -EINVAL,
+          true },
+        { "unknown attribute bits", { TEST, 1, true, 0, 1ULL << 8 },
+          -EINVAL, true },
+        { "bad page-size hint", { TEST, 1, true, 7 }, -EINVAL, true },
+        { "a hole", { hole, 1, true }, -EFAULT },
+        { "RAM that is not guest_memfd", { plain, 1, true }, -EFAULT },
+        { "past the end of RAM", { 2 * GiB - PAGE_SIZE, 2, true }, -EFAULT },
+        /* One kernel call converts one file; a PSC list may span two. */
+        { "across two backends", { dimm_end - PAGE_SIZE, 2, true },
+          -EFAULT, true },
+    };
+    long ret;
+
+    host_sync("hostile-before");
+    for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const Hostile *h = &cases[i];
+
+        if (h->hypercall_only && request_path() != REQUEST_HYPERCALL) {
+            continue;
+        }
+        ret = request(&h->req).ret;
+        con_printf("# %s: %ld\n", h->what, ret);
+        CHECK(h->want == 1 ? ret < 0 : ret == h->want,
+              "%s answered %ld, expected %ld", h->what, ret, h->want);
+    }
+    /* Nothing changed, and the guest's pages still hold their data. */
+    fill(TEST, 4, 6);
+    CHECK(bad_pages(TEST, 4, 6) == 0, "test pages not writable");
+    host_sync("hostile-after");
+    return check_failures;
+}
+
+/*
+ * The host pins page 8 of a 16-page range (x-guest-memfd-pin): the
+ * request stops there; the 8 pages before it are private, the rest not.
+ * Once the host unpins it, the same request completes.
+ */
+static int run_pinned(const char *args)
+{
+    Request req = { .gpa = TEST + 64 * PAGE_SIZE, .npages = 16,
+                    .to_private = true };
+    Answer a;
+
+    host_sync("pin");
+    a = request(&req);
+    con_printf("# pinned: %ld after %lu pages\n", a.ret, a.pages_done);
+    CHECK(a.ret == (request_path() == REQUEST_HYPERCALL ? -EAGAIN : -EIO),
+          "a request over a pinned page answered %ld", a.ret);
+    CHECK(!a.pages_known || a.pages_done == 8,
+          "the device says %lu pages were done, not 8", a.pages_done);
+    host_sync("pinned-partial");
+    a = request(&req);
+    CHECK(a.ret == 0, "once unpinned: %ld", a.ret);
+    req.to_private = false;
+    a = request(&req);
+    CHECK(a.ret == 0, "back to shared: %ld", a.ret);
+    host_sync("unpinned");
+    return check_failures;
+}
+
+/*
+ * Mainline guest_memfd cannot convert in place: to-private is refused
+ * with EOPNOTSUPP and changes nothing; to-shared of shared memory is what
+ * the guest already has.
+ */
+static int run_mainline(const char *args)
+{
+    long ret;
+
+    fill(TEST, 2, 7);
+    ret = convert(TEST, 1, true);
+    CHECK(ret == -EOPNOTSUPP, "to private answered %ld", ret);
+    ret = convert(TEST, 2, false);
+    CHECK(ret == 0, "to shared of shared memory answered %ld", ret);
+    CHECK(bad_pages(TEST, 2, 7) == 0, "the pages lost their data");
+    host_sync("mainline");
+    return check_failures;
+}
+
+/*
+ * Round trips, timed with the TSC: ARGS "N".  Prints, in cycles per
+ * request: a null exit (a write to an I/O port nothing claims: to QEMU and
+ * back), a hypercall KVM answers itself (no exit to QEMU), and 4 KiB,
+ * 2 MiB and 1 GiB requests that change nothing (to-shared of shared
+ * pages: the whole path without a kernel call) and that convert.
+ */
+static uint64_t per_call(uint64_t start, unsigned n)
+{
+    return (rdtsc() - start) / n;
+}
+
+static int run_timing(const char *args)
+{
+    unsigned n = parse_u64(&args);
+    /* Mainline guest_memfd cannot convert: only the unchanged rows. */
+    bool converts = convert(TEST, 1, true) == 0 &&
+                    convert(TEST, 1, false) == 0;
+    const struct { const char *name; uint64_t pages; } sizes[] = {
+        { "4k", 1 }, { "2m", 512 }, { "1g", FOLIO_PAGES },
+    };
+    uint64_t t;
+
+    n = n ? n : 100;
+    t = rdtsc();
+    for (unsigned i = 0; i < n; i++) {
+        outb(NULL_EXIT_PORT, 0);
+    }
+    con_printf("TIMING null-exit %lu\n", per_call(t, n));
+    if (request_path() == REQUEST_HYPERCALL) {
+        t = rdtsc();
+        for (unsigned i = 0; i < n; i++) {
+            null_hypercall();
+        }
+        con_printf("TIMING in-kernel-hypercall %lu\n", per_call(t, n));
+    }
+    for (unsigned s = 0; s < 3; s++) {
+        t = rdtsc();
+        for (unsigned i = 0; i < n; i++) {
+            convert(TEST, sizes[s].pages, false);
+        }
+        con_printf("TIMING unchanged-%s %lu\n", sizes[s].name,
+                   per_call(t, n));
+        if (!converts) {
+            continue;
+        }
+        t = rdtsc();
+        for (unsigned i = 0; i < n; i++) {
+            CHECK(convert(TEST, sizes[s].pages, i % 2 == 0) == 0,
+                  "conversion %u failed", i);
+        }
+        con_printf("TIMING convert-%s %lu\n", sizes[s].name, per_call(t, n));
+        convert(TEST, sizes[s].pages, false);
+    }
+    return check_failures;
+}
+
+const Scenario scenarios[] = {
+    { "4k", run_4k },
+    { "2m", run_2m },
+    { "1g", run_1g },
+    { "scattered", run_scattered },
+    { "hostile", run_hostile },
+    { "pinned", run_pinned },
+    { "mainline", run_mainline },
+    { "timing", run_timing },
+    { NULL, NULL },
+};
+
+static void run_command(const char *line)
+{
+    const char *name = line + 4, *args;
+    char word[32];
+    size_t n = 0;
+
+    while (name[n] && name[n] != ' ' && n + 1 < sizeof(word)) {
+        word[n] = name[n];
+        n++;
+    }
+    word[n] = 0;
+    args = name + n;
+    for (const Scenario *s = scenarios; s->name; s++) {
+        if (str_eq(s->name, word)) {
+            check_failures = 0;
+            con_printf("%s - %s\n", s->run(args) ? "not ok" : "ok", word);
+            return;
+        }
+    }
+    con_printf("not ok - %s # no such scenario\n", word);
+}
+
+void guest_main(void);
+void guest_main(void)
+{
+    char line[160];
+
+    con_printf("# gmem-guest: up, waiting for the host\n");
+    for (;;) {
+        con_printf("READY\n");
+        con_getline(line, sizeof(line));
+        if (str_starts(line, "run ")) {
+            run_command(line);
+        } else if (str_eq(line, "init hypercall") || str_eq(line, "init psc")) {
+            bool ok = request_init(line[5] == 'h' ? REQUEST_HYPERCALL :
+                                                    REQUEST_PSC);
+
+            con_printf("# requests go through %s%s\n", request_path_name(),
+                       ok ? "" : ": not available");
+            if (!ok) {
+                guest_exit(2);
+            }
+        } else if (str_eq(line, "exit")) {
+            guest_exit(0);
+        } else {
+            con_printf("# unknown command '%s'\n", line);
+        }
+    }
+}
