@@ -31,6 +31,23 @@ static int run_qemu(const char *args, char **out, char **err)
     return status;
 }
 
+/* A file in a directory of the test's own, made for it. */
+static char *tmp_file(const char *name)
+{
+    g_autofree char *dir = g_dir_make_tmp("gmem-backend-XXXXXX", NULL);
+
+    g_assert(dir);
+    return g_build_filename(dir, name, NULL);
+}
+
+static void tmp_file_done(const char *path)
+{
+    g_autofree char *dir = g_path_get_dirname(path);
+
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_help(void)
 {
     g_autofree char *out = NULL, *err = NULL;
@@ -336,8 +353,7 @@ static void test_monitor_reads(void)
 {
     QTestState *qts = qtest_init("-machine q35,memory-backend=mem0 -m 64M"
                                  " -object " MODEL ",id=mem0,size=64M");
-    g_autofree char *path = g_strdup_printf("%s/gmem-pmemsave-%d",
-                                            g_get_tmp_dir(), getpid());
+    g_autofree char *path = tmp_file("gmem-pmemsave");
     g_autofree char *out = NULL;
     const uint64_t gpa = 0x200000;
     QDict *resp;
@@ -368,7 +384,7 @@ static void test_monitor_reads(void)
     g_free(out);
     out = qtest_hmp(qts, "xp /1gx 0x201000");
     g_assert(strstr(out, "Cannot access memory"));
-    unlink(path);
+    tmp_file_done(path);
     qtest_quit(qts);
 }
 
@@ -419,8 +435,7 @@ static const char *migrate_to_file(QTestState *qts, const char *path)
 /* Private pages block migration; shared-only memory migrates like RAM. */
 static void test_migration(void)
 {
-    g_autofree char *path = g_strdup_printf("%s/gmem-mig-%d.bin",
-                                            g_get_tmp_dir(), getpid());
+    g_autofree char *path = tmp_file("gmem-mig.bin");
     QTestState *qts = qtest_init("-machine q35,memory-backend=mem0 -m 64M"
                                  " -object " MODEL ",id=mem0,size=64M");
     const char *refused;
@@ -452,7 +467,7 @@ static void test_migration(void)
         qobject_unref(resp);
     } while (true);
     qtest_quit(qts);
-    unlink(path);
+    tmp_file_done(path);
 }
 
 /*
@@ -462,8 +477,7 @@ static void test_migration(void)
  */
 static void test_dump_skips_private(void)
 {
-    g_autofree char *path = g_strdup_printf("%s/gmem-dump-%d.elf",
-                                            g_get_tmp_dir(), getpid());
+    g_autofree char *path = tmp_file("gmem-dump.elf");
     g_autofree char *proto = g_strdup_printf("file:%s", path);
     QTestState *qts = qtest_init("-machine q35,memory-backend=mem0 -m 64M"
                                  " -object " MODEL ",id=mem0,size=64M");
@@ -480,6 +494,8 @@ static void test_dump_skips_private(void)
     qtest_qmp_assert_success(qts, "{'execute': 'x-guest-memfd-convert',"
                              " 'arguments': {'gpa': 1048576, 'size': 1048576,"
                              " 'private': true}}");
+    /* QEMU writes dumps read-only: only root could overwrite this one. */
+    unlink(path);
     qtest_qmp_assert_success(qts, "{'execute': 'dump-guest-memory',"
                              " 'arguments': {'paging': false, 'protocol': %s,"
                              " 'detach': false}}", proto);
@@ -490,7 +506,7 @@ static void test_dump_skips_private(void)
     qobject_unref(resp);
     g_assert_cmpuint(total_all - total_shared, ==, 1 * MiB);
     qtest_quit(qts);
-    unlink(path);
+    tmp_file_done(path);
 }
 
 /*

@@ -283,11 +283,11 @@ char *gmem_host_lacks_hugepages(uint64_t page_size, int64_t count)
                                PRId64 " free pages", size_name(page_size),
                                count);
     }
-    return g_strdup_printf("the host has %" PRId64 " free of %" PRId64
-                           " %s hugetlb pages, needs %" PRId64 " (as root:"
-                           " GMEM_TEST_HUGEPAGES_%s=%" PRId64
-                           " scripts/hugepages reserve)", p->free, p->nr,
-                           size_name(page_size), count,
+    return g_strdup_printf("the host's %s hugetlb pool has %" PRId64
+                           " free pages of %" PRId64 ", needs %" PRId64
+                           " (as root: GMEM_TEST_HUGEPAGES_%s=%" PRId64
+                           " scripts/hugepages reserve)", size_name(page_size),
+                           p->free, p->nr, count,
                            page_size == GiB ? "1G" : "2M", nr_needed);
 }
 
