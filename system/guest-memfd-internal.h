@@ -11,6 +11,7 @@
 #define SYSTEM_GUEST_MEMFD_INTERNAL_H
 
 #include "qemu/queue.h"
+#include "qemu/units.h"
 #include "system/guest-memfd.h"
 
 struct GuestMemfdRegion {
@@ -27,7 +28,32 @@ struct GuestMemfdRegion {
      */
     QemuRecMutex listeners_lock;
     QLIST_HEAD(, RamDiscardListener) listeners;
+    /*
+     * What the listeners are told to map, in pieces (guest-memfd-rdm.c):
+     * a set bit marks the first page of a unit, which ends at the next
+     * marked page, the next private page or the next
+     * GUEST_MEMFD_DMA_UNIT boundary.
+     */
+    unsigned long *unit_starts;
+    uint64_t units;
+    /* Units split to make pages private, and the longest remap (ns). */
+    uint64_t unit_splits;
+    uint64_t unit_split_ns_max;
 };
+
+/*
+ * The largest piece a listener is told to map at once: VFIO maps each as
+ * one DMA mapping, so an all-shared guest needs one per 2 MiB (64 GiB fit
+ * type1's default 65535), and dropping a page remaps at most 2 MiB.
+ */
+#define GUEST_MEMFD_DMA_UNIT    (2 * MiB)
+
+/* The units of @r's current page state, and their end. */
+void guest_memfd_rdm_init(GuestMemfdRegion *r);
+void guest_memfd_rdm_destroy(GuestMemfdRegion *r);
+
+/* Pieces the listeners hold in all (each listener its own): DMA mappings. */
+uint64_t guest_memfd_rdm_mappings(GuestMemfdRegion *r);
 
 /*
  * Convert, telling the listeners, if any: before pages become private and

@@ -41,6 +41,9 @@ static GuestMemfdInfo *region_info(GuestMemfdRegion *r)
     info->kernel_calls = st.counters.kernel_calls;
     info->kvm_memslots = f->kvm_memslots;
     info->kvm_bound = f->kvm_bound;
+    info->dma_mappings = guest_memfd_rdm_mappings(r);
+    info->dma_remaps = r->unit_splits;
+    info->dma_remap_max_ns = r->unit_split_ns_max;
 
     if (guest_memfd_is_model(f)) {
         GuestMemfdModelStats ms;
@@ -187,6 +190,12 @@ void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
 
             monitor_printf(mon, "  KVM memslots bound: %" PRIu32 " (%s)\n",
                            i->kvm_memslots, bound);
+        }
+        if (i->dma_mappings || i->dma_remaps) {
+            monitor_printf(mon, "  DMA mappings: %" PRIu64 ", remapped %"
+                           PRIu64 " times (longest %" PRIu64 " us)\n",
+                           i->dma_mappings, i->dma_remaps,
+                           i->dma_remap_max_ns / 1000);
         }
         if (i->pool) {
             g_autofree char *ps = size_to_str(i->pool->page_size);

@@ -11,6 +11,15 @@
  * again and the pages go back to private, so that nobody maps a page the
  * others think private.
  *
+ * Listeners are told of shared pages in units: a run of shared pages that
+ * does not cross a GUEST_MEMFD_DMA_UNIT boundary, which a listener maps as
+ * one piece and can only drop whole (VFIO: one DMA mapping, and type1
+ * cannot unmap part of one).  The granularity VFIO is given is the unit
+ * size, so it maps each unit with one call.  Pages that become shared
+ * are new units; a page that becomes private splits its unit: the unit is
+ * dropped and what stays shared of it is mapped again at once (the only
+ * time a device's DMA to a shared page can fault: unit_split_ns_max).
+ *
  * Conversions come from vCPU threads without the BQL (KVM exits) as well
  * as from the main loop, so everything here runs under the region's
  * listeners_lock, which is recursive: a listener may replay from its
@@ -21,8 +30,10 @@
 #include "qapi/error.h"
 #include "qemu/error-report.h"
 #include "qemu/lockable.h"
+#include "qemu/timer.h"
 #include "exec/memory.h"
 #include "guest-memfd-internal.h"
+#include "trace.h"
 
 typedef struct Run {
     uint64_t offset;
@@ -68,11 +79,112 @@ static GArray *runs_of(GuestMemfdRegion *r, uint64_t offset, uint64_t len,
     return runs;
 }
 
-static GArray *section_runs(GuestMemfdRegion *r,
-                            const MemoryRegionSection *s, bool shared)
+/* Units */
+
+#define PAGES_PER_UNIT (GUEST_MEMFD_DMA_UNIT / GUEST_MEMFD_PAGE_SIZE)
+
+static uint64_t region_pages(GuestMemfdRegion *r)
 {
-    return runs_of(r, s->offset_within_region, int128_get64(s->size),
-                   shared);
+    return r->state.file->size / GUEST_MEMFD_PAGE_SIZE;
+}
+
+/* The end of the unit that starts at page @p. */
+static uint64_t unit_end(GuestMemfdRegion *r, uint64_t p)
+{
+    uint64_t limit = MIN(ROUND_UP(p + 1, PAGES_PER_UNIT), region_pages(r));
+
+    return MIN(find_next_bit(r->unit_starts, limit, p + 1),
+               find_next_zero_bit(r->state.shared.bits, limit, p + 1));
+}
+
+/* Make [offset, offset + len), all shared, new units: one per block. */
+static void units_add(GuestMemfdRegion *r, GArray *runs, uint64_t offset,
+                      uint64_t len)
+{
+    uint64_t p = offset / GUEST_MEMFD_PAGE_SIZE;
+    uint64_t end = p + len / GUEST_MEMFD_PAGE_SIZE;
+
+    while (p < end) {
+        uint64_t next = MIN(ROUND_UP(p + 1, PAGES_PER_UNIT), end);
+        Run unit = {
+            .offset = p * GUEST_MEMFD_PAGE_SIZE,
+            .len = (next - p) * GUEST_MEMFD_PAGE_SIZE,
+        };
+
+        set_bit(p, r->unit_starts);
+        r->units++;
+        if (runs) {
+            g_array_append_val(runs, unit);
+        }
+        p = next;
+    }
+}
+
+/* The units that hold pages of [offset, offset + len). */
+static GArray *units_of(GuestMemfdRegion *r, uint64_t offset, uint64_t len)
+{
+    GArray *units = g_array_new(false, false, sizeof(Run));
+    uint64_t p = offset / GUEST_MEMFD_PAGE_SIZE;
+    uint64_t end = DIV_ROUND_UP(offset + len, GUEST_MEMFD_PAGE_SIZE);
+
+    if (p < end && test_bit(p, r->state.shared.bits)) {
+        /* The unit holding the first page starts in its block. */
+        while (p % PAGES_PER_UNIT && !test_bit(p, r->unit_starts)) {
+            p--;
+        }
+    } else {
+        p = find_next_bit(r->unit_starts, end, p);
+    }
+    while (p < end) {
+        uint64_t e = unit_end(r, p);
+        Run unit = {
+            .offset = p * GUEST_MEMFD_PAGE_SIZE,
+            .len = (e - p) * GUEST_MEMFD_PAGE_SIZE,
+        };
+
+        g_array_append_val(units, unit);
+        p = find_next_bit(r->unit_starts, end, e);
+    }
+    return units;
+}
+
+static GArray *section_units(GuestMemfdRegion *r,
+                             const MemoryRegionSection *s)
+{
+    return units_of(r, s->offset_within_region, int128_get64(s->size));
+}
+
+void guest_memfd_rdm_init(GuestMemfdRegion *r)
+{
+    g_autoptr(GArray) shared = runs_of(r, 0, r->state.file->size, true);
+
+    r->unit_starts = bitmap_new(region_pages(r));
+    r->units = 0;
+    for (guint i = 0; i < shared->len; i++) {
+        Run *run = &g_array_index(shared, Run, i);
+
+        units_add(r, NULL, run->offset, run->len);
+    }
+}
+
+void guest_memfd_rdm_destroy(GuestMemfdRegion *r)
+{
+    g_free(r->unit_starts);
+    r->unit_starts = NULL;
+}
+
+uint64_t guest_memfd_rdm_mappings(GuestMemfdRegion *r)
+{
+    RamDiscardListener *rdl;
+    uint64_t n = 0;
+
+    QEMU_LOCK_GUARD(&r->listeners_lock);
+    QLIST_FOREACH(rdl, &r->listeners, next) {
+        g_autoptr(GArray) units = section_units(r, rdl->section);
+
+        n += units->len;
+    }
+    return n;
 }
 
 /*
@@ -154,10 +266,24 @@ static void runs_clip(GArray *runs, uint64_t offset, uint64_t len)
     }
 }
 
+/* Forget the units of @runs, which were just added. */
+static void units_forget(GuestMemfdRegion *r, GArray *runs)
+{
+    for (guint i = 0; i < runs->len; i++) {
+        Run *run = &g_array_index(runs, Run, i);
+        uint64_t p = run->offset / GUEST_MEMFD_PAGE_SIZE;
+        uint64_t n = run->len / GUEST_MEMFD_PAGE_SIZE;
+
+        r->units -= bitmap_count_one_with_offset(r->unit_starts, p, n);
+        bitmap_clear(r->unit_starts, p, n);
+    }
+}
+
 /* Undo a conversion to shared that a listener refused; false if stuck. */
 static bool undo_shared(GuestMemfdRegion *r, GArray *runs)
 {
     g_autoptr(GArray) stuck = g_array_new(false, false, sizeof(Run));
+    g_autoptr(GArray) units = g_array_new(false, false, sizeof(Run));
 
     for (guint i = 0; i < runs->len; i++) {
         Run *run = &g_array_index(runs, Run, i);
@@ -173,46 +299,97 @@ static bool undo_shared(GuestMemfdRegion *r, GArray *runs)
         }
     }
     /* Pages that stayed shared are offered again: shared means mapped. */
-    tell_all(r, stuck, true);
+    for (guint i = 0; i < stuck->len; i++) {
+        Run *run = &g_array_index(stuck, Run, i);
+
+        units_add(r, units, run->offset, run->len);
+    }
+    tell_all(r, units, true);
     return !stuck->len;
 }
 
-int guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,
-                            uint64_t size, bool to_private,
-                            uint64_t *done, Error **errp)
+/*
+ * [offset, end) becomes private: @unit, which holds some of it, is dropped
+ * whole and what stays shared of it becomes new units, mapped again at
+ * once.  Between the two, a device's DMA to those pages faults: that
+ * window is timed.
+ */
+static void unit_split(GuestMemfdRegion *r, const Run *unit, uint64_t offset,
+                       uint64_t end)
 {
-    g_autoptr(GArray) runs = NULL;
+    g_autoptr(GArray) gone = g_array_new(false, false, sizeof(Run));
+    g_autoptr(GArray) kept = g_array_new(false, false, sizeof(Run));
+    uint64_t unit_end = unit->offset + unit->len;
+    int64_t start = get_clock();
+
+    g_array_append_val(gone, *unit);
+    tell_all(r, gone, false);
+    clear_bit(unit->offset / GUEST_MEMFD_PAGE_SIZE, r->unit_starts);
+    r->units--;
+    if (unit->offset < offset) {
+        units_add(r, kept, unit->offset, offset - unit->offset);
+    }
+    if (unit_end > end) {
+        units_add(r, kept, end, unit_end - end);
+    }
+    if (kept->len && !QLIST_EMPTY(&r->listeners)) {
+        int64_t ns;
+
+        tell_all(r, kept, true);
+        ns = get_clock() - start;
+        r->unit_splits++;
+        r->unit_split_ns_max = MAX(r->unit_split_ns_max, ns);
+        trace_guest_memfd_rdm_unit_split(r->state.name, unit->offset,
+                                         unit->len, ns);
+    }
+}
+
+static int convert_to_private(GuestMemfdRegion *r, uint64_t offset,
+                              uint64_t size, uint64_t *done, Error **errp)
+{
+    g_autoptr(GArray) units = units_of(r, offset, size);
+    int ret;
+
+    /* Before the pages turn private, nobody maps them. */
+    for (guint i = 0; i < units->len; i++) {
+        unit_split(r, &g_array_index(units, Run, i), offset, offset + size);
+    }
+    ret = guest_memfd_state_convert(&r->state, offset, size, true, done,
+                                    errp);
+    if (ret) {
+        /* What stayed shared is mapped again. */
+        g_autoptr(GArray) shared = runs_of(r, offset, size, true);
+        g_autoptr(GArray) again = g_array_new(false, false, sizeof(Run));
+
+        for (guint i = 0; i < shared->len; i++) {
+            Run *run = &g_array_index(shared, Run, i);
+
+            units_add(r, again, run->offset, run->len);
+        }
+        tell_all(r, again, true);
+    }
+    return ret;
+}
+
+static int convert_to_shared(GuestMemfdRegion *r, uint64_t offset,
+                             uint64_t size, uint64_t *done, Error **errp)
+{
+    /* Only pages that were private are new to the listeners. */
+    g_autoptr(GArray) runs = runs_of(r, offset, size, false);
+    g_autoptr(GArray) units = g_array_new(false, false, sizeof(Run));
     uint64_t converted = 0;
     int ret;
 
-    /* vCPU threads convert without the BQL (KVM exits): lock first. */
-    QEMU_LOCK_GUARD(&r->listeners_lock);
-    if (QLIST_EMPTY(&r->listeners) ||
-        !guest_memfd_state_range_ok(&r->state, offset, size)) {
-        /* Nobody to tell, or a range the state refuses as it is. */
-        return guest_memfd_state_convert(&r->state, offset, size, to_private,
-                                         done, errp);
-    }
-    if (to_private) {
-        runs = runs_of(r, offset, size, true);
-        tell_all(r, runs, false);
-        ret = guest_memfd_state_convert(&r->state, offset, size, true, done,
-                                        errp);
-        if (ret) {
-            /* What stayed shared is mapped again. */
-            g_autoptr(GArray) shared = runs_of(r, offset, size, true);
-
-            tell_all(r, shared, true);
-        }
-        return ret;
-    }
-
-    /* Only pages that were private are new to the listeners. */
-    runs = runs_of(r, offset, size, false);
     ret = guest_memfd_state_convert(&r->state, offset, size, false,
                                     &converted, errp);
     runs_clip(runs, offset, converted);
-    if (!populate_all(r, runs)) {
+    for (guint i = 0; i < runs->len; i++) {
+        Run *run = &g_array_index(runs, Run, i);
+
+        units_add(r, units, run->offset, run->len);
+    }
+    /* Once they are shared, every listener maps them. */
+    if (!populate_all(r, units)) {
         if (!ret) {
             error_setg(errp, "guest_memfd %s: a RamDiscardListener (VFIO)"
                        " cannot map the pages made shared at 0x%" PRIx64,
@@ -220,6 +397,7 @@ int guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,
             ret = -ENOMEM;
         }
         /* Back to private: nobody maps them, nobody may. */
+        units_forget(r, units);
         converted = undo_shared(r, runs) ? 0 : converted;
     }
     if (done) {
@@ -228,10 +406,30 @@ int guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,
     return ret;
 }
 
+int guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,
+                            uint64_t size, bool to_private,
+                            uint64_t *done, Error **errp)
+{
+    /* vCPU threads convert without the BQL (KVM exits): lock first. */
+    QEMU_LOCK_GUARD(&r->listeners_lock);
+    if (!guest_memfd_state_range_ok(&r->state, offset, size)) {
+        /* A range the state refuses as it is. */
+        return guest_memfd_state_convert(&r->state, offset, size, to_private,
+                                         done, errp);
+    }
+    return to_private ? convert_to_private(r, offset, size, done, errp) :
+                        convert_to_shared(r, offset, size, done, errp);
+}
+
+/*
+ * What VFIO maps in one piece at most.  Notifications are of 4 KiB pages,
+ * but VFIO only uses this to cut what it is told to map, and no unit
+ * crosses a unit boundary: each unit is one DMA mapping.
+ */
 static uint64_t rdm_get_min_granularity(const RamDiscardManager *rdm,
                                         const MemoryRegion *mr)
 {
-    return GUEST_MEMFD_PAGE_SIZE;
+    return GUEST_MEMFD_DMA_UNIT;
 }
 
 static bool rdm_is_populated(const RamDiscardManager *rdm,
@@ -246,8 +444,8 @@ static bool rdm_is_populated(const RamDiscardManager *rdm,
 }
 
 /*
- * Hand each run of pages in state @shared inside @section to @populate
- * (which may stop the replay) or to @discard.
+ * Hand each unit inside @section to @populate (which may stop the
+ * replay), or each run of private pages to @discard.
  */
 static int replay(const RamDiscardManager *rdm, MemoryRegionSection *section,
                   bool shared, ReplayRamPopulate populate,
@@ -257,7 +455,9 @@ static int replay(const RamDiscardManager *rdm, MemoryRegionSection *section,
     g_autoptr(GArray) runs = NULL;
 
     QEMU_LOCK_GUARD(&r->listeners_lock);
-    runs = section_runs(r, section, shared);
+    runs = shared ? section_units(r, section) :
+                    runs_of(r, section->offset_within_region,
+                            int128_get64(section->size), false);
     for (guint i = 0; i < runs->len; i++) {
         Run *run = &g_array_index(runs, Run, i);
         MemoryRegionSection s = *section;
@@ -298,7 +498,7 @@ static void rdm_register_listener(RamDiscardManager *rdm,
     g_autoptr(GArray) runs = NULL;
 
     QEMU_LOCK_GUARD(&r->listeners_lock);
-    runs = section_runs(r, section, true);
+    runs = section_units(r, section);
     rdl->section = memory_region_section_new_copy(section);
     QLIST_INSERT_HEAD(&r->listeners, rdl, next);
     if (tell(rdl, runs, runs->len, true) < runs->len) {
@@ -314,7 +514,7 @@ static void rdm_unregister_listener(RamDiscardManager *rdm,
     g_autoptr(GArray) runs = NULL;
 
     QEMU_LOCK_GUARD(&r->listeners_lock);
-    runs = section_runs(r, rdl->section, true);
+    runs = section_units(r, rdl->section);
     tell(rdl, runs, runs->len, false);
     QLIST_REMOVE(rdl, next);
     memory_region_section_free_copy(rdl->section);

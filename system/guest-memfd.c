@@ -61,6 +61,7 @@ GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,
     guest_memfd_state_init(&r->state, file, id ?: "?");
     qemu_rec_mutex_init(&r->listeners_lock);
     QLIST_INIT(&r->listeners);
+    guest_memfd_rdm_init(r);
     r->blocker_bh = qemu_bh_new(region_update_blocker, r);
     r->state.private_changed = region_private_changed;
     r->state.opaque = r;
@@ -82,6 +83,7 @@ void guest_memfd_region_free(GuestMemfdRegion *r)
     assert(QLIST_EMPTY(&r->listeners));
     qemu_bh_delete(r->blocker_bh);
     migrate_del_blocker(&r->migration_blocker);
+    guest_memfd_rdm_destroy(r);
     guest_memfd_state_destroy(&r->state);
     qemu_rec_mutex_destroy(&r->listeners_lock);
     g_free(r->variant);

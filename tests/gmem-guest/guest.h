@@ -74,10 +74,19 @@ static inline void cpuid(uint32_t leaf, uint32_t *a, uint32_t *b,
                  : "a"(leaf), "c"(0));
 }
 
+/*
+ * A word of guest memory: volatile, because the host changes what lies
+ * behind it (conversions, the PSC device) where the compiler cannot see.
+ */
 static inline volatile uint64_t *at(uint64_t gpa)
 {
+    /* See above: no access may be cached or dropped. */
     return (volatile uint64_t *)(uintptr_t)gpa;
 }
+
+/* boot.S calls these */
+void guest_main(void);
+void guest_exception(uint64_t vector, uint64_t error, uint64_t rip);
 
 /* runtime.c */
 void con_putc(char c);

@@ -20,6 +20,7 @@
 
 static RequestPath path;
 static bool amd;
+/* The device's registers: volatile, every access is an MMIO access. */
 static volatile uint32_t *psc;
 
 /* The PSC list: in the kernel image, which stays shared. */
@@ -42,6 +43,7 @@ static bool psc_init(void)
     bar = pci_read32(bdf, 0x10) & ~0xfu;
     /* Memory space on, and bus mastering: the device reads the list. */
     pci_write32(bdf, 0x04, pci_read32(bdf, 0x04) | 0x6);
+    /* Registers: every access must reach the device. */
     psc = (volatile uint32_t *)(uintptr_t)bar;
     if (psc_reg(PSC_REG_ID) != PSC_ID) {
         con_printf("# guest-memfd-psc BAR0 0x%x reads 0x%x, not PSC1\n", bar,

@@ -206,7 +206,6 @@ void guest_exit(uint32_t code)
 }
 
 /* boot.S: an exception is a bug of this kernel (or a host that broke it). */
-void guest_exception(uint64_t vector, uint64_t error, uint64_t rip);
 void guest_exception(uint64_t vector, uint64_t error, uint64_t rip)
 {
     uint64_t cr2;

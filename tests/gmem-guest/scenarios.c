@@ -377,7 +377,6 @@ static void run_command(const char *line)
     con_printf("not ok - %s # no such scenario\n", word);
 }
 
-void guest_main(void);
 void guest_main(void)
 {
     char line[160];

@@ -63,8 +63,10 @@ static bool is_huge(const SizeCase *sc)
  */
 static bool uses_host_pool(uint64_t page_size)
 {
-    return page_size == GiB ? gmem_host_hugepages(GiB, "free_hugepages") >= 8 :
-                              gmem_host_hugepages(page_size, "nr_hugepages") > 0;
+    if (page_size == GiB) {
+        return gmem_host_hugepages(GiB, "free_hugepages") >= 8;
+    }
+    return gmem_host_hugepages(page_size, "nr_hugepages") > 0;
 }
 
 static const char *model(uint64_t page_size)
@@ -1577,7 +1579,8 @@ static void expect_host_counters(QTestState *qts, int64_t free0,
                    "; host free %" PRId64 ", resv %" PRId64, step, in_use,
                    reserved, gmem_host_hugepages(ps, "free_hugepages"),
                    gmem_host_hugepages(ps, "resv_hugepages"));
-    g_assert_cmpint(gmem_host_hugepages(ps, "free_hugepages"), ==, free0 - in_use);
+    g_assert_cmpint(gmem_host_hugepages(ps, "free_hugepages"), ==,
+                    free0 - in_use);
     g_assert_cmpint(gmem_host_hugepages(ps, "resv_hugepages"), ==,
                     resv0 + reserved);
 }
@@ -1603,7 +1606,8 @@ static void test_host_counters(const void *opaque)
     in_use0 = pool_u64(info, "in-use");
     reserved0 = pool_u64(info, "reserved");
     qobject_unref(info);
-    g_assert_cmpint(gmem_host_hugepages(ps, "free_hugepages"), ==, free0 - in_use0);
+    g_assert_cmpint(gmem_host_hugepages(ps, "free_hugepages"), ==,
+                    free0 - in_use0);
     g_assert_cmpint(gmem_host_hugepages(ps, "resv_hugepages"), ==,
                     resv0 + reserved0);
 

@@ -10,7 +10,7 @@
  *       and exits 77 (the exit status meson and automake read as SKIP)
  *
  * Needs: root, kvm, kvm-gmem, kvm-gmem-hugetlb, kvm-gmem-convert,
- * kvm-map-gpa-range, kvm-runs.
+ * kvm-map-gpa-range, kvm-runs, vfio-device.
  */
 
 #include "qemu/osdep.h"
@@ -27,6 +27,7 @@ static const struct {
     { "kvm-gmem-convert", GMEM_NEEDS_KVM_GMEM_CONVERT },
     { "kvm-map-gpa-range", GMEM_NEEDS_KVM_MAP_GPA_RANGE },
     { "kvm-runs", GMEM_NEEDS_KVM_RUNS },
+    { "vfio-device", GMEM_NEEDS_VFIO_DEVICE },
 };
 
 static bool parse_needs(const char *list, unsigned *mask)

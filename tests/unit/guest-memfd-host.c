@@ -81,11 +81,14 @@ static char *probe_run(KvmFds *fds)
     }
     slot.userspace_addr = (uintptr_t)mem;
     run_size = ioctl(fds->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-    if (ioctl(fds->vm, KVM_SET_USER_MEMORY_REGION, &slot) < 0 ||
-        (vcpu = ioctl(fds->vm, KVM_CREATE_VCPU, 0)) < 0 || run_size <= 0 ||
-        (run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                    vcpu, 0)) == MAP_FAILED ||
-        ioctl(vcpu, KVM_GET_SREGS, &sregs) < 0) {
+    if (ioctl(fds->vm, KVM_SET_USER_MEMORY_REGION, &slot) == 0) {
+        vcpu = ioctl(fds->vm, KVM_CREATE_VCPU, 0);
+    }
+    if (vcpu >= 0 && run_size > 0) {
+        run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu,
+                   0);
+    }
+    if (run == MAP_FAILED || ioctl(vcpu, KVM_GET_SREGS, &sregs) < 0) {
         why = g_strdup_printf("this host's KVM cannot set up a vCPU (%s)",
                               strerror(errno));
         goto out;
@@ -196,6 +199,46 @@ static GmemHostPool read_pool(uint64_t page_size)
     };
 }
 
+/* The first device bound to vfio-pci whose IOMMU group QEMU can open. */
+static void probe_vfio(GmemHost *h)
+{
+    const char *drv = "/sys/bus/pci/drivers/vfio-pci";
+    g_autoptr(GDir) dir = g_dir_open(drv, 0, NULL);
+    const char *name;
+
+    h->vfio_why = g_strdup("no PCI device is bound to vfio-pci here (the"
+                           " lab binds QEMU's edu device)");
+    while (dir && (name = g_dir_read_name(dir))) {
+        g_autofree char *link = NULL, *group = NULL, *node = NULL;
+        int fd;
+
+        if (!g_str_has_prefix(name, "0000:")) {
+            continue;
+        }
+        link = g_strdup_printf("%s/%s/iommu_group", drv, name);
+        group = g_file_read_link(link, NULL);
+        node = g_strdup_printf("/dev/vfio/%s",
+                               group ? strrchr(group, '/') + 1 : "?");
+        fd = open(node, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            g_free(h->vfio_why);
+            h->vfio_why = g_strdup_printf("%s is bound to vfio-pci, but"
+                                          " opening %s fails: %s", name,
+                                          node, strerror(errno));
+            continue;
+        }
+        close(fd);
+        h->vfio_device = g_strdup(name);
+        g_clear_pointer(&h->vfio_why, g_free);
+        return;
+    }
+}
+
+const char *gmem_host_vfio_device(void)
+{
+    return gmem_host()->vfio_device;
+}
+
 static GmemHost host;
 
 const GmemHost *gmem_host(void)
@@ -206,6 +249,7 @@ const GmemHost *gmem_host(void)
         probed = true;
         host.root = geteuid() == 0;
         probe_kvm(&host);
+        probe_vfio(&host);
     }
     host.pool_2m = read_pool(2 * MiB);
     host.pool_1g = read_pool(1 * GiB);
@@ -220,6 +264,10 @@ const char *gmem_host_lacks(unsigned needs)
     if ((needs & GMEM_NEEDS_ROOT) && !h->root) {
         return "not root";
     }
+    if ((needs & GMEM_NEEDS_VFIO_DEVICE) && !h->vfio_device) {
+        return h->vfio_why;
+    }
+    needs &= ~GMEM_NEEDS_VFIO_DEVICE;
     if (!(needs & ~GMEM_NEEDS_ROOT)) {
         return NULL;
     }
@@ -338,6 +386,8 @@ char *gmem_host_describe(void)
                                yes_or(gmem_host_lacks(
                                           GMEM_NEEDS_KVM_GMEM_CONVERT)));
     }
+    g_string_append_printf(s, "vfio-device: %s\n",
+                           h->vfio_device ?: h->vfio_why);
     describe_pool(s, "2M", &h->pool_2m);
     describe_pool(s, "1G", &h->pool_1g);
     return g_string_free(s, false);

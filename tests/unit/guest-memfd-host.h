@@ -29,6 +29,8 @@ typedef enum GmemHostNeed {
     GMEM_NEEDS_KVM_MAP_GPA_RANGE = 1 << 5,
     /* KVM whose vCPUs run: an I/O exit and a hypercall, then hlt */
     GMEM_NEEDS_KVM_RUNS = 1 << 6,
+    /* a PCI device bound to vfio-pci whose IOMMU group opens */
+    GMEM_NEEDS_VFIO_DEVICE = 1 << 7,
 } GmemHostNeed;
 
 typedef struct GmemHostPool {
@@ -43,6 +45,8 @@ typedef struct GmemHost {
     GuestMemfdKvmCaps caps;     /* what that VM offers */
     int kvm_exit_hypercall;     /* KVM_CAP_EXIT_HYPERCALL: the valid mask */
     GmemHostPool pool_2m, pool_1g;
+    char *vfio_device;          /* bound to vfio-pci, its group opens */
+    char *vfio_why;             /* why there is none */
 } GmemHost;
 
 /* The host, probed on first use (the pools are read again on each call). */
@@ -53,6 +57,9 @@ const GmemHost *gmem_host(void);
  * not, as a sentence for g_test_skip() (owned by the probe).
  */
 const char *gmem_host_lacks(unsigned needs);
+
+/* The PCI address of a device QEMU can assign (GMEM_NEEDS_VFIO_DEVICE). */
+const char *gmem_host_vfio_device(void);
 
 /* A field of the host's hugetlb pool of @page_size; -1 if it has none. */
 int64_t gmem_host_hugepages(uint64_t page_size, const char *what);

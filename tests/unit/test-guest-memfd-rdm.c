@@ -6,8 +6,9 @@
  * are told only of changes, and a listener that refuses new shared pages
  * leaves every listener and the page state as they were.
  *
- * The listeners stand for VFIO: mapping a page twice, or dropping one
- * never mapped, is a bug they report.
+ * The listeners stand for VFIO with type1: mapping a page twice, dropping
+ * one never mapped, or dropping part of what was mapped in one piece (one
+ * DMA mapping) is a bug they report.
  */
 
 #include "qemu/osdep.h"
@@ -19,13 +20,15 @@
 #include "tests/unit/guest-memfd-model-testing.h"
 
 #define PAGE GUEST_MEMFD_PAGE_SIZE
-#define PAGES 64
+#define PAGES 2048                      /* 8 MiB: four 2 MiB units */
 /* Where the region is in the guest-physical address space. */
 #define BASE (1 * GiB)
 
 typedef struct TestListener {
     RamDiscardListener rdl;
     bool mapped[PAGES];
+    unsigned piece[PAGES];      /* which populate mapped the page */
+    unsigned pieces;            /* pieces mapped now: DMA mappings */
     unsigned populates, discards;
     int refuse_page;            /* refuse a run with this page; -1: none */
 } TestListener;
@@ -73,7 +76,9 @@ static int test_populate(RamDiscardListener *rdl, MemoryRegionSection *s)
     for (uint64_t p = first; p < first + n; p++) {
         g_assert_false(l->mapped[p]);
         l->mapped[p] = true;
+        l->piece[p] = l->populates;
     }
+    l->pieces++;
     return 0;
 }
 
@@ -86,6 +91,17 @@ static void test_discard(RamDiscardListener *rdl, MemoryRegionSection *s)
     l->discards++;
     for (uint64_t p = first; p < first + n; p++) {
         g_assert_true(l->mapped[p]);
+    }
+    /* Whole pieces only: nothing outside the range was mapped with them. */
+    for (uint64_t p = 0; p < PAGES; p++) {
+        if (l->mapped[p] && (p < first || p >= first + n)) {
+            for (uint64_t q = first; q < first + n; q++) {
+                g_assert_cmpuint(l->piece[p], !=, l->piece[q]);
+            }
+        }
+    }
+    for (uint64_t p = first; p < first + n; p++) {
+        l->pieces -= p == first || l->piece[p] != l->piece[p - 1];
         l->mapped[p] = false;
     }
 }
@@ -110,6 +126,7 @@ static void fixture_init_file(Fixture *fx, GuestMemfdFile *file)
                                                    false), "t");
     qemu_rec_mutex_init(&fx->r.listeners_lock);
     QLIST_INIT(&fx->r.listeners);
+    guest_memfd_rdm_init(&fx->r);
     the_region = &fx->r;
     fx->section = (MemoryRegionSection) {
         .size = int128_make64(PAGES * PAGE),
@@ -131,6 +148,7 @@ static void fixture_destroy(Fixture *fx)
 {
     GuestMemfdFile *f = fx->r.state.file;
 
+    guest_memfd_rdm_destroy(&fx->r);
     guest_memfd_state_destroy(&fx->r.state);
     guest_memfd_close(f);
     qemu_rec_mutex_destroy(&fx->r.listeners_lock);
@@ -162,6 +180,21 @@ static void assert_mirrors(Fixture *fx, TestListener *l)
         g_assert_cmpint(l->mapped[p], ==,
                         !guest_memfd_state_any_private(&fx->r.state,
                                                        p * PAGE, PAGE));
+    }
+}
+
+/* A listener of @part maps exactly the shared pages inside it. */
+static void assert_mirrors_part(Fixture *fx, TestListener *l,
+                                MemoryRegionSection *part)
+{
+    uint64_t first = part->offset_within_region / PAGE;
+    uint64_t end = first + int128_get64(part->size) / PAGE;
+
+    for (uint64_t p = 0; p < PAGES; p++) {
+        bool shared = !guest_memfd_state_any_private(&fx->r.state, p * PAGE,
+                                                     PAGE);
+
+        g_assert_cmpint(l->mapped[p], ==, shared && p >= first && p < end);
     }
 }
 
@@ -257,7 +290,8 @@ static void test_partial(void)
     fixture_init_file(&fx, f);
     add_listener(&fx, &fx.a);
     add_listener(&fx, &fx.b);
-    g_assert_cmpuint(fx.a.populates, ==, 1);
+    /* All shared: one unit per 2 MiB. */
+    g_assert_cmpuint(fx.a.populates, ==, PAGES * PAGE / GUEST_MEMFD_DMA_UNIT);
 
     g_assert_cmpint(guest_memfd_model_pin(f, 8 * PAGE), ==, 0);
     g_assert_false(convert(&fx, 4, 8, true, &done, &err));
@@ -330,7 +364,8 @@ static void test_replay(void)
     g_assert(convert(&fx, 6, 2, false, NULL, &error_abort));
     g_assert_false(fx.rdmc.is_populated(fx.rdm, &part));
     g_assert_true(fx.rdmc.is_populated(fx.rdm, &shared));
-    g_assert_cmpuint(fx.rdmc.get_min_granularity(fx.rdm, NULL), ==, PAGE);
+    g_assert_cmpuint(fx.rdmc.get_min_granularity(fx.rdm, NULL), ==,
+                     GUEST_MEMFD_DMA_UNIT);
 
     g_assert_cmpint(fx.rdmc.replay_populated(fx.rdm, &part, replay_mark,
                                              seen), ==, 0);
@@ -343,6 +378,66 @@ static void test_replay(void)
     fixture_destroy(&fx);
 }
 
+/*
+ * Shared pages are mapped in units that never cross a 2 MiB boundary
+ * (VFIO maps each as one DMA mapping): an all-shared region is one per
+ * 2 MiB.  A page made private splits its unit, which is dropped whole and
+ * what stays shared of it mapped again; pages made shared are new units.
+ * A listener of part of the region sees the same units, cut to its part.
+ */
+static void test_units(void)
+{
+    const unsigned unit = GUEST_MEMFD_DMA_UNIT / PAGE;
+    MemoryRegionSection part = {
+        .size = int128_make64(600 * PAGE),
+        .offset_within_region = 100 * PAGE,
+        .offset_within_address_space = BASE + 100 * PAGE,
+    };
+    Fixture fx;
+
+    fixture_init(&fx);
+    g_assert(convert(&fx, 0, PAGES, false, NULL, &error_abort));
+    add_listener(&fx, &fx.a);
+    fx.rdmc.register_listener(fx.rdm, &fx.b.rdl, &part);
+    g_assert_cmpuint(fx.a.pieces, ==, PAGES / unit);
+    g_assert_cmpuint(fx.b.pieces, ==, 2);       /* 100..511, 512..699 */
+    g_assert_cmpuint(guest_memfd_rdm_mappings(&fx.r), ==, PAGES / unit + 2);
+
+    /* The middle of a unit: dropped, both sides mapped again. */
+    g_assert(convert(&fx, unit + 88, 1, true, NULL, &error_abort));
+    g_assert_cmpuint(fx.a.discards, ==, 1);
+    g_assert_cmpuint(fx.a.populates, ==, PAGES / unit + 2);
+    g_assert_cmpuint(fx.a.pieces, ==, PAGES / unit + 1);
+    g_assert_cmpuint(fx.r.unit_splits, ==, 1);
+
+    /* Its first page: dropped, the rest mapped again. */
+    g_assert(convert(&fx, unit, 1, true, NULL, &error_abort));
+    g_assert_cmpuint(fx.a.discards, ==, 2);
+    g_assert_cmpuint(fx.a.pieces, ==, PAGES / unit + 1);
+
+    /* Back to shared: a unit of its own, one more mapping. */
+    g_assert(convert(&fx, unit + 88, 1, false, NULL, &error_abort));
+    g_assert_cmpuint(fx.a.pieces, ==, PAGES / unit + 2);
+    g_assert_cmpuint(fx.a.discards, ==, 2);
+
+    /* A page in the listener's part, in a unit that starts before it. */
+    g_assert(convert(&fx, 300, 1, true, NULL, &error_abort));
+    /* 100..299, 301..511, 513..599, 600, 601..699 */
+    g_assert_cmpuint(fx.b.pieces, ==, 5);
+    assert_mirrors(&fx, &fx.a);
+    assert_mirrors_part(&fx, &fx.b, &part);
+
+    /* All private: every unit goes whole. */
+    g_assert(convert(&fx, 0, PAGES, true, NULL, &error_abort));
+    g_assert_cmpuint(fx.a.pieces, ==, 0);
+    g_assert_cmpuint(fx.b.pieces, ==, 0);
+    g_assert_cmpuint(guest_memfd_rdm_mappings(&fx.r), ==, 0);
+    g_assert_cmpuint(fx.r.units, ==, 0);
+    fx.rdmc.unregister_listener(fx.rdm, &fx.a.rdl);
+    fx.rdmc.unregister_listener(fx.rdm, &fx.b.rdl);
+    fixture_destroy(&fx);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -350,5 +445,6 @@ int main(int argc, char **argv)
     g_test_add_func("/guest-memfd-rdm/refused", test_refused);
     g_test_add_func("/guest-memfd-rdm/partial", test_partial);
     g_test_add_func("/guest-memfd-rdm/replay", test_replay);
+    g_test_add_func("/guest-memfd-rdm/units", test_units);
     return g_test_run();
 }
