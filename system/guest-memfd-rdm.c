@@ -496,14 +496,17 @@ static void rdm_register_listener(RamDiscardManager *rdm,
 {
     GuestMemfdRegion *r = rdm_region(rdm);
     g_autoptr(GArray) runs = NULL;
+    guint told;
 
     QEMU_LOCK_GUARD(&r->listeners_lock);
     runs = section_units(r, section);
     rdl->section = memory_region_section_new_copy(section);
     QLIST_INSERT_HEAD(&r->listeners, rdl, next);
-    if (tell(rdl, runs, runs->len, true) < runs->len) {
-        error_report("guest_memfd %s: a RamDiscardListener cannot map the"
-                     " shared pages", r->state.name);
+    told = tell(rdl, runs, runs->len, true);
+    if (told < runs->len) {
+        error_report("guest_memfd %s: a RamDiscardListener (VFIO) mapped"
+                     " %u of the %u pieces of shared memory in its section",
+                     r->state.name, told, runs->len);
     }
 }
 

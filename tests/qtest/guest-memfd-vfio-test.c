@@ -122,6 +122,71 @@ static void test_model_init_private(void)
     qtest_quit(qts);
 }
 
+#define DMA_LIMIT "/sys/module/vfio_iommu_type1/parameters/dma_entry_limit"
+
+/* Write a sysfs parameter in place (g_file_set_contents renames). */
+static bool param_set(const char *path, const char *value)
+{
+    int fd = open(path, O_WRONLY | O_TRUNC);
+    bool ok = fd >= 0 && write(fd, value, strlen(value)) == strlen(value);
+
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok;
+}
+
+/*
+ * A container that cannot map the shared memory fails the device, at
+ * startup and on device_add, with the numbers and the remedies.  type1's
+ * limit is lowered to 100 mappings; 1 GiB all shared needs 513.
+ */
+static void test_over_the_limit(void)
+{
+    g_autofree char *saved = NULL, *cmd = NULL, *out = NULL, *err = NULL;
+    g_auto(GStrv) argv = NULL;
+    QTestState *qts;
+    QDict *resp;
+    int status;
+
+    if (!g_file_get_contents(DMA_LIMIT, &saved, NULL, NULL) ||
+        !param_set(DMA_LIMIT, "100")) {
+        g_test_skip("cannot lower vfio_iommu_type1's limit (" DMA_LIMIT ")");
+        return;
+    }
+    cmd = g_strdup_printf("%s -accel kvm -machine q35,memory-backend=mem0"
+                          " -m 1G -object memory-backend-guest-memfd,"
+                          "id=mem0,size=1G -nodefaults -display none -S"
+                          " -device vfio-pci,host=%s",
+                          g_getenv("QTEST_QEMU_BINARY"),
+                          gmem_host_vfio_device());
+    g_assert(g_shell_parse_argv(cmd, NULL, &argv, NULL));
+    g_assert(g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                          &out, &err, &status, NULL));
+    g_test_message("QEMU said: %s", err);
+    g_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    g_assert(strstr(err, "cannot DMA-map"));
+    g_assert(strstr(err, "holds at most 100 DMA mappings"));
+    g_assert(strstr(err, "ulimit -l"));
+
+    /* device_add: refused, and QEMU goes on without it. */
+    qts = qtest_init("-accel kvm -machine q35,memory-backend=mem0 -m 1G"
+                     " -object memory-backend-guest-memfd,id=mem0,size=1G"
+                     " -nodefaults -S -device pcie-root-port,id=rp0");
+    resp = qtest_qmp(qts, "{'execute': 'device_add', 'arguments':"
+                     " {'driver': 'vfio-pci', 'host': %s, 'bus': 'rp0'}}",
+                     gmem_host_vfio_device());
+    g_assert(qdict_haskey(resp, "error"));
+    g_test_message("device_add: %s",
+                   qdict_get_str(qdict_get_qdict(resp, "error"), "desc"));
+    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
+                    "cannot DMA-map"));
+    qobject_unref(resp);
+    g_assert_cmpuint(mem0(qts, "dma-mappings"), ==, 0);
+    qtest_quit(qts);
+    g_assert(param_set(DMA_LIMIT, saved));
+}
+
 typedef struct VfioCase {
     const char *name;
     GTestDataFunc fn;
@@ -167,6 +232,8 @@ int main(int argc, char **argv)
         { "model/2G-all-shared", test_all_shared_model, "2G", 0 },
         { "model/scattered", run_void, test_model_scattered, 0 },
         { "model/init-private", run_void, test_model_init_private, 0 },
+        { "kvm/over-the-limit", run_void, test_over_the_limit,
+          GMEM_NEEDS_KVM_GMEM | GMEM_NEEDS_ROOT },
     };
 
     g_test_init(&argc, &argv, NULL);
