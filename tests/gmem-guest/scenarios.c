@@ -343,6 +343,100 @@ static int run_timing(const char *args)
     return check_failures;
 }
 
+/*
+ * QEMU's edu device, assigned with VFIO (the lab's vfio host): its DMA
+ * engine copies between guest RAM and a 4 KiB buffer of its own, at
+ * guest-physical addresses below 256 MiB (its 28-bit DMA mask), so the
+ * pages are in folio 0.
+ */
+#define EDU_VENDOR      0x1234
+#define EDU_DEVICE      0x11e8
+#define EDU_DMA_SRC     0x80
+#define EDU_DMA_DST     0x88
+#define EDU_DMA_COUNT   0x90
+#define EDU_DMA_CMD     0x98
+#define EDU_DMA_RUN     0x1
+#define EDU_DMA_TO_RAM  0x2
+#define EDU_BUFFER      0x40000
+#define EDU_SRC         (8 * MiB)
+#define EDU_DST         (9 * MiB + 5 * PAGE_SIZE)
+
+static volatile uint64_t *edu;  /* BAR0: MMIO, every access must happen */
+
+/* One DMA of a page; false if the device did not finish in time. */
+static bool edu_dma(uint64_t src, uint64_t dst, bool to_ram)
+{
+    edu[EDU_DMA_SRC / 8] = src;
+    edu[EDU_DMA_DST / 8] = dst;
+    edu[EDU_DMA_COUNT / 8] = PAGE_SIZE;
+    edu[EDU_DMA_CMD / 8] = EDU_DMA_RUN | (to_ram ? EDU_DMA_TO_RAM : 0);
+    /* The device copies after 100 ms of its own clock. */
+    for (uint64_t t = rdtsc(); rdtsc() - t < (1ULL << 36);) {
+        if (!(edu[EDU_DMA_CMD / 8] & EDU_DMA_RUN)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Does @dst hold what @src holds (its words, not its tags)? */
+static bool same_page(uint64_t dst, uint64_t src)
+{
+    for (uint64_t off = 0; off < PAGE_SIZE; off += 512) {
+        if (*at(dst + off) != *at(src + off)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * DMA into a shared page lands; once the page is private the same DMA
+ * does not (the IOMMU refuses it) and the private data stays, while its
+ * neighbour still gets its DMA; shared again, DMA lands again.
+ */
+static int run_edu(const char *args)
+{
+    int bdf = pci_find(EDU_VENDOR, EDU_DEVICE);
+    const uint64_t next = EDU_DST + PAGE_SIZE;
+    long ret;
+
+    if (bdf < 0) {
+        con_printf("# no edu device\n");
+        return 1;
+    }
+    pci_write32(bdf, 0x04, pci_read32(bdf, 0x04) | 0x6);
+    /* See above: MMIO registers. */
+    edu = (volatile uint64_t *)(uintptr_t)(pci_read32(bdf, 0x10) & ~0xfu);
+
+    fill(EDU_SRC, 1, 10);
+    fill(EDU_DST, 2, 11);
+    CHECK(edu_dma(EDU_SRC, EDU_BUFFER, false), "DMA from RAM timed out");
+    CHECK(edu_dma(EDU_BUFFER, EDU_DST, true), "DMA to RAM timed out");
+    CHECK(same_page(EDU_DST, EDU_SRC), "DMA into a shared page did not land");
+    host_sync("edu-shared");
+
+    ret = convert(EDU_DST, 1, true);
+    CHECK(ret == 0, "to private: %ld", ret);
+    fill(EDU_DST, 1, 12);
+    CHECK(edu_dma(EDU_BUFFER, EDU_DST, true), "DMA to RAM timed out");
+    CHECK(bad_pages(EDU_DST, 1, 12) == 0,
+          "DMA landed in a private page");
+    CHECK(edu_dma(EDU_BUFFER, next, true), "DMA to RAM timed out");
+    CHECK(same_page(next, EDU_SRC),
+          "DMA into the private page's neighbour did not land");
+    host_sync("edu-private");
+
+    ret = convert(EDU_DST, 1, false);
+    CHECK(ret == 0, "to shared: %ld", ret);
+    CHECK(bad_pages(EDU_DST, 1, 12) == 0, "the page lost its data");
+    CHECK(edu_dma(EDU_BUFFER, EDU_DST, true), "DMA to RAM timed out");
+    CHECK(same_page(EDU_DST, EDU_SRC),
+          "DMA into the page shared again did not land");
+    host_sync("edu-shared-again");
+    return check_failures;
+}
+
 const Scenario scenarios[] = {
     { "4k", run_4k },
     { "2m", run_2m },
@@ -352,6 +446,7 @@ const Scenario scenarios[] = {
     { "pinned", run_pinned },
     { "mainline", run_mainline },
     { "timing", run_timing },
+    { "edu", run_edu },
     { NULL, NULL },
 };
 

@@ -15,6 +15,8 @@
  *              conversion); the guest asks with KVM_HC_MAP_GPA_RANGE
  *   kvm        KVM and the host's own guest_memfd (mainline: no in-place
  *              conversion, so to-private is refused)
+ *   kvm-edu    KVM and the model, with QEMU's edu device assigned (VFIO):
+ *              its DMA lands in shared pages and not in private ones
  * What a machine needs of the host comes from the host probe; make check
  * runs the KVM ones in the lab where this host lacks it.
  */
@@ -24,6 +26,7 @@
 #include "qobject/qjson.h"
 #include "guest-memfd-qtest.h"
 #include <poll.h>
+#include <sys/klog.h>
 #include <sys/socket.h>
 
 #define TEST_FOLIO      (1 * GiB)
@@ -42,6 +45,7 @@ typedef struct Machine {
     const char *mem0;           /* ... of the main RAM, besides those */
     unsigned needs;             /* GmemHostNeed */
     const char *const *scenarios;
+    bool assign;                /* the host's VFIO device, assigned */
 } Machine;
 
 static const char *const in_place_scenarios[] = {
@@ -53,6 +57,7 @@ static const char *const kvm_model_scenarios[] = {
 static const char *const mainline_scenarios[] = {
     "mainline", "hostile", "timing", NULL,
 };
+static const char *const edu_scenarios[] = { "edu", NULL };
 
 static const Machine machines[] = {
     {
@@ -72,6 +77,13 @@ static const Machine machines[] = {
         .needs = GMEM_NEEDS_KVM_GMEM | GMEM_NEEDS_KVM_RUNS |
                  GMEM_NEEDS_KVM_MAP_GPA_RANGE,
         .scenarios = mainline_scenarios,
+    }, {
+        .name = "kvm-edu", .accel = "kvm", .path = "hypercall",
+        .gmem = "kernel-model=on,x-simulated-pool=on",
+        .mem0 = "pagesize=1G",
+        .needs = GMEM_NEEDS_KVM_RUNS | GMEM_NEEDS_KVM_MAP_GPA_RANGE |
+                 GMEM_NEEDS_VFIO_DEVICE | GMEM_NEEDS_ROOT,
+        .scenarios = edu_scenarios, .assign = true,
     },
 };
 
@@ -91,6 +103,7 @@ typedef struct Guest {
     uint64_t dimm_end;          /* where guest_memfd dimm 1 ends, 2 starts */
     uint64_t split;             /* folios-split when the folio went private */
     char *before;               /* query-guest-memfd before hostile requests */
+    unsigned iommu_faults;      /* the host's count when DMA was allowed */
     GString *timing;            /* TIMING lines of the guest */
 } Guest;
 
@@ -217,6 +230,9 @@ static Guest *guest_start(const Machine *m)
 {
     Guest *g = g_new0(Guest, 1);
     g_autofree char *sock = NULL;
+    g_autofree char *assign = m->assign ?
+        g_strdup_printf(" -device vfio-pci,host=%s",
+                        gmem_host_vfio_device()) : NULL;
     int listener;
 
     g->m = m;
@@ -235,8 +251,9 @@ static Guest *guest_start(const Machine *m)
         " -device guest-memfd-psc"
         " -device isa-debug-exit,iobase=0xf4,iosize=4"
         " -chardev socket,id=con,path=%s -serial chardev:con"
-        " -kernel %s",
-        m->accel, m->mem0, m->gmem, m->gmem, m->gmem, sock, guest_kernel());
+        " -kernel %s%s",
+        m->accel, m->mem0, m->gmem, m->gmem, m->gmem, sock, guest_kernel(),
+        assign ?: "");
     g->con = accept(listener, NULL, NULL);
     g_assert_cmpint(g->con, >=, 0);
     close(listener);
@@ -295,6 +312,22 @@ static void pin(Guest *g, uint64_t offset, bool on)
                              PRIu64 ", 'pin': %i}}", offset, on);
 }
 
+/* DMA faults the host's IOMMU reported so far (its kernel log). */
+static unsigned iommu_faults(void)
+{
+    int size = klogctl(10, NULL, 0);            /* SYSLOG_ACTION_SIZE_BUFFER */
+    g_autofree char *log = g_malloc(MAX(size, 1));
+    int len = klogctl(3, log, size);            /* SYSLOG_ACTION_READ_ALL */
+    unsigned n = 0;
+
+    for (char *p = log; len > 0 && (p = g_strstr_len(p, log + len - p,
+                                                      "DMAR: ["));
+         p++) {
+        n++;
+    }
+    return n;
+}
+
 /* What QEMU must show at the guest's SYNC @label: NULL, or what is wrong. */
 static char *check_sync(Guest *g, const char *label)
 {
@@ -308,6 +341,8 @@ static char *check_sync(Guest *g, const char *label)
         { "1g-shared", 0 }, { "scattered-private", 64 * PAGE },
         { "scattered-shared", 0 }, { "pinned-partial", 8 * PAGE },
         { "unpinned", 0 }, { "mainline", 0 }, { "hostile-after", 0 },
+        { "edu-shared", 0 }, { "edu-private", PAGE },
+        { "edu-shared-again", 0 },
     };
     uint64_t private = mem0_u64(g, "private");
     uint64_t split = mem0_u64(g, "folios-split");
@@ -335,6 +370,18 @@ static char *check_sync(Guest *g, const char *label)
     } else if (!strcmp(label, "1g-one-shared") && split != g->split + 1) {
         return g_strdup_printf("%" PRIu64 " folios split, not %" PRIu64,
                                split, g->split + 1);
+    }
+    /* The DMA into the private page faulted in the host's IOMMU. */
+    if (!strcmp(label, "edu-shared")) {
+        g->iommu_faults = iommu_faults();
+    } else if (!strcmp(label, "edu-private")) {
+        unsigned faults = iommu_faults();
+
+        g_test_message("the host's IOMMU reported %u DMA faults",
+                       faults - g->iommu_faults);
+        if (faults <= g->iommu_faults) {
+            return g_strdup("the host's IOMMU reported no DMA fault");
+        }
     }
     if (!strcmp(label, "pin")) {
         pin(g, TEST_FOLIO + 72 * PAGE, true);
