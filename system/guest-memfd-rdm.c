@@ -211,14 +211,24 @@ static guint tell(RamDiscardListener *rdl, GArray *runs, guint n,
     return n;
 }
 
+/*
+ * Tell every listener of every run.  For pages that must stay mapped: a
+ * listener that refuses one run is still told of the others.
+ */
 static void tell_all(GuestMemfdRegion *r, GArray *runs, bool populate)
 {
     RamDiscardListener *rdl;
 
     QLIST_FOREACH(rdl, &r->listeners, next) {
-        if (tell(rdl, runs, runs->len, populate) < runs->len) {
-            warn_report("guest_memfd %s: a RamDiscardListener refused"
-                        " shared pages it had before", r->state.name);
+        for (guint i = 0; i < runs->len; i++) {
+            g_autoptr(GArray) one = g_array_new(false, false, sizeof(Run));
+
+            g_array_append_val(one, g_array_index(runs, Run, i));
+            if (!tell(rdl, one, 1, populate)) {
+                warn_report("guest_memfd %s: a RamDiscardListener refused"
+                            " shared pages at 0x%" PRIx64, r->state.name,
+                            g_array_index(runs, Run, i).offset);
+            }
         }
     }
 }
@@ -308,65 +318,56 @@ static bool undo_shared(GuestMemfdRegion *r, GArray *runs)
     return !stuck->len;
 }
 
-/*
- * [offset, end) becomes private: @unit, which holds some of it, is dropped
- * whole and what stays shared of it becomes new units, mapped again at
- * once.  Between the two, a device's DMA to those pages faults: that
- * window is timed.
- */
-static void unit_split(GuestMemfdRegion *r, const Run *unit, uint64_t offset,
-                       uint64_t end)
+/* New units for the shared pages of each of @units, told to listeners. */
+static void units_restore(GuestMemfdRegion *r, GArray *units)
 {
-    g_autoptr(GArray) gone = g_array_new(false, false, sizeof(Run));
-    g_autoptr(GArray) kept = g_array_new(false, false, sizeof(Run));
-    uint64_t unit_end = unit->offset + unit->len;
-    int64_t start = get_clock();
+    g_autoptr(GArray) added = g_array_new(false, false, sizeof(Run));
 
-    g_array_append_val(gone, *unit);
-    tell_all(r, gone, false);
-    clear_bit(unit->offset / GUEST_MEMFD_PAGE_SIZE, r->unit_starts);
-    r->units--;
-    if (unit->offset < offset) {
-        units_add(r, kept, unit->offset, offset - unit->offset);
-    }
-    if (unit_end > end) {
-        units_add(r, kept, end, unit_end - end);
-    }
-    if (kept->len && !QLIST_EMPTY(&r->listeners)) {
-        int64_t ns;
+    for (guint i = 0; i < units->len; i++) {
+        Run *unit = &g_array_index(units, Run, i);
+        g_autoptr(GArray) shared = runs_of(r, unit->offset, unit->len, true);
 
-        tell_all(r, kept, true);
-        ns = get_clock() - start;
-        r->unit_splits++;
-        r->unit_split_ns_max = MAX(r->unit_split_ns_max, ns);
-        trace_guest_memfd_rdm_unit_split(r->state.name, unit->offset,
-                                         unit->len, ns);
+        for (guint j = 0; j < shared->len; j++) {
+            Run *run = &g_array_index(shared, Run, j);
+
+            units_add(r, added, run->offset, run->len);
+        }
     }
+    tell_all(r, added, true);
 }
 
+/*
+ * Before pages turn private, nobody maps them: the units that hold any of
+ * [offset, offset + size) are dropped whole (type1 cannot unmap part of a
+ * mapping), then the kernel converts, then what stays shared of each unit
+ * is mapped again, as one unit per run.  A request that converted nothing
+ * leaves the units as they were.  Between the drop and the new maps a
+ * device's DMA to those shared pages faults: that window is timed.
+ */
 static int convert_to_private(GuestMemfdRegion *r, uint64_t offset,
                               uint64_t size, uint64_t *done, Error **errp)
 {
     g_autoptr(GArray) units = units_of(r, offset, size);
+    int64_t start = get_clock();
     int ret;
 
-    /* Before the pages turn private, nobody maps them. */
-    for (guint i = 0; i < units->len; i++) {
-        unit_split(r, &g_array_index(units, Run, i), offset, offset + size);
-    }
+    tell_all(r, units, false);
+    units_forget(r, units);
     ret = guest_memfd_state_convert(&r->state, offset, size, true, done,
                                     errp);
-    if (ret) {
-        /* What stayed shared is mapped again. */
-        g_autoptr(GArray) shared = runs_of(r, offset, size, true);
-        g_autoptr(GArray) again = g_array_new(false, false, sizeof(Run));
+    units_restore(r, units);
+    for (guint i = 0; i < units->len && !QLIST_EMPTY(&r->listeners); i++) {
+        Run *unit = &g_array_index(units, Run, i);
+        int64_t ns = get_clock() - start;
 
-        for (guint i = 0; i < shared->len; i++) {
-            Run *run = &g_array_index(shared, Run, i);
-
-            units_add(r, again, run->offset, run->len);
+        /* A unit reaching past the range kept pages that were remapped. */
+        if (unit->offset < offset ||
+            unit->offset + unit->len > offset + size) {
+            r->unit_splits++;
+            r->unit_split_ns_max = MAX(r->unit_split_ns_max, ns);
+            trace_guest_memfd_rdm_unit_split(r->state.name, unit->offset,
+                                             unit->len, ns);
         }
-        tell_all(r, again, true);
     }
     return ret;
 }
@@ -398,7 +399,17 @@ static int convert_to_shared(GuestMemfdRegion *r, uint64_t offset,
         }
         /* Back to private: nobody maps them, nobody may. */
         units_forget(r, units);
-        converted = undo_shared(r, runs) ? 0 : converted;
+        if (undo_shared(r, runs)) {
+            converted = 0;
+        } else {
+            /* Some stayed shared: done is what is shared from @offset. */
+            uint64_t pos = offset, len;
+
+            if (guest_memfd_state_next_run(&r->state, &pos,
+                                           offset + converted, false, &len)) {
+                converted = pos - offset;
+            }
+        }
     }
     if (done) {
         *done = converted;

@@ -40,9 +40,15 @@ static const uint8_t run_probe_code[] = {
 #define RUN_PROBE_SECONDS 5
 #define RUN_PROBE_HYPERCALL_AT 8            /* offset of the hypercall */
 
+/* The vCPU's run structure while the probe runs it. */
+static struct kvm_run *run_probe_vcpu;
+
 static void run_probe_alarm(int sig)
 {
-    /* Only to interrupt KVM_RUN. */
+    /* KVM_RUN returns EINTR now, or at once if it is entered again. */
+    if (run_probe_vcpu) {
+        run_probe_vcpu->immediate_exit = 1;
+    }
 }
 
 static bool host_is_amd(void)
@@ -65,6 +71,13 @@ static char *probe_run(KvmFds *fds)
     struct kvm_userspace_memory_region slot = {
         .memory_size = 2 * 4096,
     };
+    struct itimerspec expiry = {
+        .it_value = { .tv_sec = RUN_PROBE_SECONDS },
+        .it_interval = { .tv_sec = 1 },
+    };
+    struct sigevent sev = { 0 };
+    timer_t timer;
+    bool timed;
     struct kvm_sregs sregs;
     struct kvm_regs regs;
     struct kvm_run *run = MAP_FAILED;
@@ -102,8 +115,17 @@ static char *probe_run(KvmFds *fds)
                               strerror(errno));
         goto out;
     }
+    /* A timer of this thread's own, so that its KVM_RUN is interrupted. */
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = SIGALRM;
+    sev._sigev_un._tid = gettid();
+    run_probe_vcpu = run;
     sigaction(SIGALRM, &alarm_action, &old_action);
-    alarm(RUN_PROBE_SECONDS);
+    timed = timer_create(CLOCK_MONOTONIC, &sev, &timer) == 0;
+    if (!timed || timer_settime(timer, 0, &expiry, NULL) < 0) {
+        why = g_strdup_printf("cannot time the probe's vCPU (%s)",
+                              strerror(errno));
+    }
     while (!why && exits < 4) {
         if (ioctl(vcpu, KVM_RUN, 0) < 0) {
             why = g_strdup_printf(errno == EINTR ?
@@ -123,10 +145,15 @@ static char *probe_run(KvmFds *fds)
         }
         exits++;
     }
-    alarm(0);
+    if (timed) {
+        timer_delete(timer);
+    }
     sigaction(SIGALRM, &old_action, NULL);
-    if (!why && (ioctl(vcpu, KVM_GET_REGS, &regs) < 0 ||
-                 (uint32_t)regs.rax != (uint32_t)-KVM_ENOSYS)) {
+    run_probe_vcpu = NULL;
+    if (!why && ioctl(vcpu, KVM_GET_REGS, &regs) < 0) {
+        why = g_strdup_printf("this host's KVM cannot read a vCPU's"
+                              " registers (%s)", strerror(errno));
+    } else if (!why && (uint32_t)regs.rax != (uint32_t)-KVM_ENOSYS) {
         why = g_strdup_printf("this host's KVM answers an unknown hypercall"
                               " with 0x%llx, not -KVM_ENOSYS", regs.rax);
     }

@@ -284,6 +284,7 @@ static void test_partial(void)
     Fixture fx;
     Error *err = NULL;
     uint64_t done;
+    unsigned pieces;
 
     guest_memfd_model_set_simulated_pool(4 * KiB, 4 * PAGES);
     f = guest_memfd_model_create(PAGES * PAGE, 4 * KiB, true, &error_abort);
@@ -301,12 +302,17 @@ static void test_partial(void)
     assert_mirrors(&fx, &fx.b);
     g_assert_cmpuint(fx.r.state.shared.nr_shared, ==, PAGES - 4);
 
-    /* Every retry refused: the whole range stays shared, and mapped. */
+    /*
+     * Every retry refused: the whole range stays shared, and mapped in
+     * the same pieces as before (a refused request must not fragment).
+     */
+    pieces = fx.a.pieces;
     guest_memfd_model_inject(GMEM_MODEL_FAULT_CONVERT_EAGAIN, 100);
     g_assert_false(convert(&fx, 16, 8, true, &done, &err));
     g_clear_pointer(&err, error_free);
     guest_memfd_model_inject(GMEM_MODEL_FAULT_CONVERT_EAGAIN, 0);
     g_assert_cmpuint(done, ==, 0);
+    g_assert_cmpuint(fx.a.pieces, ==, pieces);
     assert_mirrors(&fx, &fx.a);
     assert_mirrors(&fx, &fx.b);
 
