@@ -17,8 +17,9 @@
  * cannot unmap part of one).  The granularity VFIO is given is the unit
  * size, so it maps each unit with one call.  Pages that become shared
  * are new units; a page that becomes private splits its unit: the unit is
- * dropped and what stays shared of it is mapped again at once (the only
- * time a device's DMA to a shared page can fault: unit_split_ns_max).
+ * dropped before the kernel converts and what stays shared of it is mapped
+ * again right after (the only time a device's DMA to a shared page can
+ * fault: unit_split_ns_max).
  *
  * Conversions come from vCPU threads without the BQL (KVM exits) as well
  * as from the main loop, so everything here runs under the region's
@@ -120,6 +121,16 @@ static void units_add(GuestMemfdRegion *r, GArray *runs, uint64_t offset,
     }
 }
 
+/* Make each of @runs, all shared, new units (appended to @units if set). */
+static void units_add_runs(GuestMemfdRegion *r, GArray *units, GArray *runs)
+{
+    for (guint i = 0; i < runs->len; i++) {
+        Run *run = &g_array_index(runs, Run, i);
+
+        units_add(r, units, run->offset, run->len);
+    }
+}
+
 /* The units that hold pages of [offset, offset + len). */
 static GArray *units_of(GuestMemfdRegion *r, uint64_t offset, uint64_t len)
 {
@@ -160,11 +171,7 @@ void guest_memfd_rdm_init(GuestMemfdRegion *r)
 
     r->unit_starts = bitmap_new(region_pages(r));
     r->units = 0;
-    for (guint i = 0; i < shared->len; i++) {
-        Run *run = &g_array_index(shared, Run, i);
-
-        units_add(r, NULL, run->offset, run->len);
-    }
+    units_add_runs(r, NULL, shared);
 }
 
 void guest_memfd_rdm_destroy(GuestMemfdRegion *r)
@@ -188,23 +195,32 @@ uint64_t guest_memfd_rdm_mappings(GuestMemfdRegion *r)
 }
 
 /*
- * Tell @rdl to map (@populate) or drop the first @n of @runs that meet its
- * section.  Returns the number told, short of @n if the listener refused a
- * run, which it then holds none of.
+ * Tell @rdl to map (@populate) or drop @run, as far as it meets its
+ * section; false if the listener refused to map it.
+ */
+static bool tell_one(RamDiscardListener *rdl, const Run *run, bool populate)
+{
+    MemoryRegionSection s = *rdl->section;
+
+    if (!section_clip(&s, run->offset, run->len)) {
+        return true;
+    }
+    if (!populate) {
+        rdl->notify_discard(rdl, &s);
+        return true;
+    }
+    return !rdl->notify_populate(rdl, &s);
+}
+
+/*
+ * Tell @rdl of the first @n of @runs.  Returns the number told, short of
+ * @n if the listener refused a run, which it then holds none of.
  */
 static guint tell(RamDiscardListener *rdl, GArray *runs, guint n,
                   bool populate)
 {
     for (guint i = 0; i < n; i++) {
-        Run *run = &g_array_index(runs, Run, i);
-        MemoryRegionSection s = *rdl->section;
-
-        if (!section_clip(&s, run->offset, run->len)) {
-            continue;
-        }
-        if (!populate) {
-            rdl->notify_discard(rdl, &s);
-        } else if (rdl->notify_populate(rdl, &s)) {
+        if (!tell_one(rdl, &g_array_index(runs, Run, i), populate)) {
             return i;
         }
     }
@@ -221,13 +237,12 @@ static void tell_all(GuestMemfdRegion *r, GArray *runs, bool populate)
 
     QLIST_FOREACH(rdl, &r->listeners, next) {
         for (guint i = 0; i < runs->len; i++) {
-            g_autoptr(GArray) one = g_array_new(false, false, sizeof(Run));
+            Run *run = &g_array_index(runs, Run, i);
 
-            g_array_append_val(one, g_array_index(runs, Run, i));
-            if (!tell(rdl, one, 1, populate)) {
+            if (!tell_one(rdl, run, populate)) {
                 warn_report("guest_memfd %s: a RamDiscardListener refused"
                             " shared pages at 0x%" PRIx64, r->state.name,
-                            g_array_index(runs, Run, i).offset);
+                            run->offset);
             }
         }
     }
@@ -276,7 +291,7 @@ static void runs_clip(GArray *runs, uint64_t offset, uint64_t len)
     }
 }
 
-/* Forget the units of @runs, which were just added. */
+/* Forget the units that start inside @runs. */
 static void units_forget(GuestMemfdRegion *r, GArray *runs)
 {
     for (guint i = 0; i < runs->len; i++) {
@@ -309,11 +324,7 @@ static bool undo_shared(GuestMemfdRegion *r, GArray *runs)
         }
     }
     /* Pages that stayed shared are offered again: shared means mapped. */
-    for (guint i = 0; i < stuck->len; i++) {
-        Run *run = &g_array_index(stuck, Run, i);
-
-        units_add(r, units, run->offset, run->len);
-    }
+    units_add_runs(r, units, stuck);
     tell_all(r, units, true);
     return !stuck->len;
 }
@@ -327,11 +338,7 @@ static void units_restore(GuestMemfdRegion *r, GArray *units)
         Run *unit = &g_array_index(units, Run, i);
         g_autoptr(GArray) shared = runs_of(r, unit->offset, unit->len, true);
 
-        for (guint j = 0; j < shared->len; j++) {
-            Run *run = &g_array_index(shared, Run, j);
-
-            units_add(r, added, run->offset, run->len);
-        }
+        units_add_runs(r, added, shared);
     }
     tell_all(r, added, true);
 }
@@ -348,7 +355,7 @@ static int convert_to_private(GuestMemfdRegion *r, uint64_t offset,
                               uint64_t size, uint64_t *done, Error **errp)
 {
     g_autoptr(GArray) units = units_of(r, offset, size);
-    int64_t start = get_clock();
+    int64_t start = get_clock(), ns;
     int ret;
 
     tell_all(r, units, false);
@@ -356,9 +363,9 @@ static int convert_to_private(GuestMemfdRegion *r, uint64_t offset,
     ret = guest_memfd_state_convert(&r->state, offset, size, true, done,
                                     errp);
     units_restore(r, units);
+    ns = get_clock() - start;
     for (guint i = 0; i < units->len && !QLIST_EMPTY(&r->listeners); i++) {
         Run *unit = &g_array_index(units, Run, i);
-        int64_t ns = get_clock() - start;
 
         /* A unit reaching past the range kept pages that were remapped. */
         if (unit->offset < offset ||
@@ -384,11 +391,7 @@ static int convert_to_shared(GuestMemfdRegion *r, uint64_t offset,
     ret = guest_memfd_state_convert(&r->state, offset, size, false,
                                     &converted, errp);
     runs_clip(runs, offset, converted);
-    for (guint i = 0; i < runs->len; i++) {
-        Run *run = &g_array_index(runs, Run, i);
-
-        units_add(r, units, run->offset, run->len);
-    }
+    units_add_runs(r, units, runs);
     /* Once they are shared, every listener maps them. */
     if (!populate_all(r, units)) {
         if (!ret) {
