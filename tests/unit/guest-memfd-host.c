@@ -283,6 +283,12 @@ const GmemHost *gmem_host(void)
     return &host;
 }
 
+/* Needs that take guest_memfd QEMU can map, and those that take KVM. */
+#define NEEDS_GMEM (GMEM_NEEDS_KVM_GMEM | GMEM_NEEDS_KVM_GMEM_HUGETLB | \
+                    GMEM_NEEDS_KVM_GMEM_CONVERT)
+#define NEEDS_KVM  (GMEM_NEEDS_KVM | GMEM_NEEDS_KVM_RUNS | \
+                    GMEM_NEEDS_KVM_MAP_GPA_RANGE | NEEDS_GMEM)
+
 const char *gmem_host_lacks(unsigned needs)
 {
     const GmemHost *h = gmem_host();
@@ -294,8 +300,7 @@ const char *gmem_host_lacks(unsigned needs)
     if ((needs & GMEM_NEEDS_VFIO_DEVICE) && !h->vfio_device) {
         return h->vfio_why;
     }
-    needs &= ~GMEM_NEEDS_VFIO_DEVICE;
-    if (!(needs & ~GMEM_NEEDS_ROOT)) {
+    if (!(needs & NEEDS_KVM)) {
         return NULL;
     }
     if (!h->kvm) {
@@ -304,19 +309,16 @@ const char *gmem_host_lacks(unsigned needs)
     if ((needs & GMEM_NEEDS_KVM_RUNS) && h->kvm_run_why) {
         return h->kvm_run_why;
     }
-    needs &= ~GMEM_NEEDS_KVM_RUNS;
     if ((needs & GMEM_NEEDS_KVM_MAP_GPA_RANGE) &&
         !(h->kvm_exit_hypercall & (1 << KVM_HC_MAP_GPA_RANGE))) {
         return "this host's KVM does not forward KVM_HC_MAP_GPA_RANGE to"
                " user space (KVM_CAP_EXIT_HYPERCALL)";
     }
-    needs &= ~GMEM_NEEDS_KVM_MAP_GPA_RANGE;
-    if ((needs & ~(GMEM_NEEDS_ROOT | GMEM_NEEDS_KVM)) && !h->caps.gmem) {
+    if ((needs & NEEDS_GMEM) && !h->caps.gmem) {
         return "this host's KVM offers no guest_memfd (KVM_CAP_GUEST_MEMFD"
                " is 0)";
     }
-    if ((needs & ~(GMEM_NEEDS_ROOT | GMEM_NEEDS_KVM)) &&
-        !guest_memfd_kvm_can_map(&h->caps)) {
+    if ((needs & NEEDS_GMEM) && !guest_memfd_kvm_can_map(&h->caps)) {
         if (!no_map) {
             no_map = g_strdup_printf(
                 "this host's guest_memfd cannot be mapped by QEMU"
