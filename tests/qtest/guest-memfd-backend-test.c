@@ -16,21 +16,6 @@
 
 #define MODEL "memory-backend-guest-memfd,kernel-model=on"
 
-/* Run QEMU to completion with @args; return its exit status and stderr. */
-static int run_qemu(const char *args, char **out, char **err)
-{
-    const char *qemu = g_getenv("QTEST_QEMU_BINARY");
-    g_autofree char *cmd = g_strdup_printf("timeout 60 %s -nodefaults"
-                                           " -display none %s", qemu, args);
-    g_auto(GStrv) argv = NULL;
-    int status = -1;
-
-    g_assert(g_shell_parse_argv(cmd, NULL, &argv, NULL));
-    g_assert(g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                          out, err, &status, NULL));
-    return status;
-}
-
 /* A file in a directory of the test's own, made for it. */
 static char *tmp_file(const char *name)
 {
@@ -51,8 +36,8 @@ static void tmp_file_done(const char *path)
 static void test_help(void)
 {
     g_autofree char *out = NULL, *err = NULL;
-    int status = run_qemu("-object memory-backend-guest-memfd,help", &out,
-                          &err);
+    int status = gmem_run_qemu("-object memory-backend-guest-memfd,help",
+                               &out, &err);
 
     g_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     g_assert(strstr(out, "pagesize=<size>"));
@@ -66,9 +51,9 @@ static void test_help(void)
 static void test_startup_needs_kvm_or_model(void)
 {
     g_autofree char *out = NULL, *err = NULL;
-    int status = run_qemu("-accel qtest -machine q35,memory-backend=mem0"
-                          " -object memory-backend-guest-memfd,id=mem0,"
-                          "size=128M", &out, &err);
+    int status = gmem_run_qemu("-accel qtest -machine q35,memory-backend=mem0"
+                               " -object memory-backend-guest-memfd,id=mem0,"
+                               "size=128M", &out, &err);
 
     g_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
     g_assert(strstr(err, "guest_memfd needs KVM"));
@@ -528,7 +513,7 @@ static void test_kvm(void)
     }
     if (gmem_host_lacks(GMEM_NEEDS_KVM_GMEM)) {
         g_autofree char *out = NULL, *err = NULL;
-        int status = run_qemu(args, &out, &err);
+        int status = gmem_run_qemu(args, &out, &err);
 
         g_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
         if (!strstr(err, "this kernel has no mmap-able guest_memfd") ||

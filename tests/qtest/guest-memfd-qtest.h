@@ -90,6 +90,24 @@ static inline bool gmem_lab_runs_it(bool host_has_it)
         }                                                                   \
     } while (0)
 
+/*
+ * Run QEMU to completion with @args (besides -nodefaults -display none);
+ * return its wait status, and what it printed in *out and *err.
+ */
+static inline int gmem_run_qemu(const char *args, char **out, char **err)
+{
+    const char *qemu = g_getenv("QTEST_QEMU_BINARY");
+    g_autofree char *cmd = g_strdup_printf("timeout 60 %s -nodefaults"
+                                           " -display none %s", qemu, args);
+    g_auto(GStrv) argv = NULL;
+    int status = -1;
+
+    g_assert(g_shell_parse_argv(cmd, NULL, &argv, NULL));
+    g_assert(g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                          out, err, &status, NULL));
+    return status;
+}
+
 /* QEMU's fds and mappings of files whose name holds @what. */
 static inline unsigned gmem_refs_matching(QTestState *qts, const char *what)
 {

@@ -143,8 +143,7 @@ static bool param_set(const char *path, const char *value)
  */
 static void test_over_the_limit(void)
 {
-    g_autofree char *saved = NULL, *cmd = NULL, *out = NULL, *err = NULL;
-    g_auto(GStrv) argv = NULL;
+    g_autofree char *saved = NULL, *args = NULL, *out = NULL, *err = NULL;
     QTestState *qts;
     QDict *resp;
     int status;
@@ -154,15 +153,11 @@ static void test_over_the_limit(void)
         g_test_skip("cannot lower vfio_iommu_type1's limit (" DMA_LIMIT ")");
         return;
     }
-    cmd = g_strdup_printf("%s -accel kvm -machine q35,memory-backend=mem0"
-                          " -m 1G -object memory-backend-guest-memfd,"
-                          "id=mem0,size=1G -nodefaults -display none -S"
-                          " -device vfio-pci,host=%s",
-                          g_getenv("QTEST_QEMU_BINARY"),
-                          gmem_host_vfio_device());
-    g_assert(g_shell_parse_argv(cmd, NULL, &argv, NULL));
-    g_assert(g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                          &out, &err, &status, NULL));
+    args = g_strdup_printf("-accel kvm -machine q35,memory-backend=mem0"
+                           " -m 1G -object memory-backend-guest-memfd,"
+                           "id=mem0,size=1G -S -device vfio-pci,host=%s",
+                           gmem_host_vfio_device());
+    status = gmem_run_qemu(args, &out, &err);
     g_test_message("QEMU said: %s", err);
     g_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
     g_assert(strstr(err, "cannot DMA-map"));
