@@ -39,6 +39,8 @@ struct GuestMemfdRegion {
     /* Units split to make pages private, and the longest remap (ns). */
     uint64_t unit_splits;
     uint64_t unit_split_ns_max;
+    /* Shared units a listener refused to map (its DMA to them faults). */
+    uint64_t units_refused;
 };
 
 /*

@@ -44,6 +44,7 @@ static GuestMemfdInfo *region_info(GuestMemfdRegion *r)
     info->dma_mappings = guest_memfd_rdm_mappings(r);
     info->dma_remaps = r->unit_splits;
     info->dma_remap_max_ns = r->unit_split_ns_max;
+    info->dma_refused = r->units_refused;
 
     if (guest_memfd_is_model(f)) {
         GuestMemfdModelStats ms;
@@ -196,6 +197,10 @@ void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
                            PRIu64 " times (longest %" PRIu64 " us)\n",
                            i->dma_mappings, i->dma_remaps,
                            i->dma_remap_max_ns / 1000);
+        }
+        if (i->dma_refused) {
+            monitor_printf(mon, "  DMA refused: %" PRIu64 " pieces of shared"
+                           " memory could not be mapped\n", i->dma_refused);
         }
         if (i->pool) {
             g_autofree char *ps = size_to_str(i->pool->page_size);

@@ -229,7 +229,10 @@ static guint tell(RamDiscardListener *rdl, GArray *runs, guint n,
 
 /*
  * Tell every listener of every run.  For pages that must stay mapped: a
- * listener that refuses one run is still told of the others.
+ * listener that refuses one run is still told of the others.  Refusals
+ * are counted and reported once per region: a guest that scatters
+ * private pages can run a container out of mappings, and must not flood
+ * the log while it does.
  */
 static void tell_all(GuestMemfdRegion *r, GArray *runs, bool populate)
 {
@@ -239,10 +242,16 @@ static void tell_all(GuestMemfdRegion *r, GArray *runs, bool populate)
         for (guint i = 0; i < runs->len; i++) {
             Run *run = &g_array_index(runs, Run, i);
 
-            if (!tell_one(rdl, run, populate)) {
-                warn_report("guest_memfd %s: a RamDiscardListener refused"
-                            " shared pages at 0x%" PRIx64, r->state.name,
-                            run->offset);
+            if (tell_one(rdl, run, populate)) {
+                continue;
+            }
+            if (!r->units_refused++) {
+                warn_report("guest_memfd %s: a RamDiscardListener (VFIO)"
+                            " cannot map the shared pages at 0x%" PRIx64
+                            "+0x%" PRIx64 ", and a device's DMA to them"
+                            " faults; query-guest-memfd counts such pieces"
+                            " (dma-refused)", r->state.name, run->offset,
+                            run->len);
             }
         }
     }

@@ -2,7 +2,8 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  *
  * gmem-guest's entry: multiboot starts it in 32-bit protected mode with
- * paging off; it identity-maps the first 4 GiB with 2 MiB pages, enters
+ * paging off; it identity-maps the first 8 GiB with 2 MiB pages
+ * (RAM, the PCI hole and the pc-dimms above 4 GiB), enters
  * long mode and calls guest_main().  Exceptions land in guest_exception(),
  * which reports them and exits: a test kernel must never reset silently.
  */
@@ -133,10 +134,14 @@ pdpt:
         .quad   pd + 0x1000 + PTE_P_W
         .quad   pd + 0x2000 + PTE_P_W
         .quad   pd + 0x3000 + PTE_P_W
-        .fill   508, 8, 0
+        .quad   pd + 0x4000 + PTE_P_W
+        .quad   pd + 0x5000 + PTE_P_W
+        .quad   pd + 0x6000 + PTE_P_W
+        .quad   pd + 0x7000 + PTE_P_W
+        .fill   504, 8, 0
 pd:
 .set i, 0
-.rept 2048
+.rept 4096
         .quad   (i << 21) + PDE_2M
 .set i, i + 1
 .endr

@@ -5,7 +5,7 @@
  * to convert its own memory, as a confidential guest does
  *
  * boot.S takes it from multiboot's 32-bit entry to long mode (the first
- * 4 GiB identity-mapped with 2 MiB pages); runtime.c gives it a serial
+ * 8 GiB identity-mapped with 2 MiB pages); runtime.c gives it a serial
  * console, PCI config space and an exit; request.c is the one way it asks
  * for a conversion (a KVM hypercall under KVM, the guest-memfd-psc device
  * under TCG); scenarios.c holds the tests, one function each.
@@ -97,6 +97,8 @@ void con_vprintf(const char *fmt, va_list ap);
 uint64_t parse_u64(const char **s);         /* hex with 0x, else decimal */
 bool str_eq(const char *a, const char *b);
 bool str_starts(const char *s, const char *prefix);
+/* @a then @b into @buf (cut to @size); returns @buf */
+char *str_cat(char *buf, size_t size, const char *a, const char *b);
 void *memset(void *p, int c, size_t n);
 __attribute__((noreturn)) void guest_exit(uint32_t code);
 

@@ -185,6 +185,20 @@ bool str_starts(const char *s, const char *prefix)
     return !*prefix;
 }
 
+char *str_cat(char *buf, size_t size, const char *a, const char *b)
+{
+    size_t n = 0;
+
+    for (const char *s = a; *s && n + 1 < size; s++) {
+        buf[n++] = *s;
+    }
+    for (const char *s = b; *s && n + 1 < size; s++) {
+        buf[n++] = *s;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
 /* The compiler may emit calls to it for large zeroed objects. */
 void *memset(void *p, int c, size_t n)
 {

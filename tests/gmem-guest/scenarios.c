@@ -345,9 +345,9 @@ static int run_timing(const char *args)
 
 /*
  * QEMU's edu device, assigned with VFIO (the lab's vfio host): its DMA
- * engine copies between guest RAM and a 4 KiB buffer of its own, at
- * guest-physical addresses below 256 MiB (its 28-bit DMA mask), so the
- * pages are in folio 0.
+ * engine copies a page between guest RAM and a 4 KiB buffer of its own.
+ * L0 raises its DMA mask (28 bits by default) so that it reaches every
+ * guest-physical address: folio 1 and the pc-dimms above 4 GiB.
  */
 #define EDU_VENDOR      0x1234
 #define EDU_DEVICE      0x11e8
@@ -360,6 +360,7 @@ static int run_timing(const char *args)
 #define EDU_BUFFER      0x40000
 #define EDU_SRC         (8 * MiB)
 #define EDU_DST         (9 * MiB + 5 * PAGE_SIZE)
+#define EDU_SCATTERED   16
 
 static volatile uint64_t *edu;  /* BAR0: MMIO, every access must happen */
 
@@ -390,51 +391,131 @@ static bool same_page(uint64_t dst, uint64_t src)
     return true;
 }
 
-/*
- * DMA into a shared page lands; once the page is private the same DMA
- * does not (the IOMMU refuses it) and the private data stays, while its
- * neighbour still gets its DMA; shared again, DMA lands again.
- */
-static int run_edu(const char *args)
+/* Find edu and load its buffer with EDU_SRC's page; false if absent. */
+static bool edu_init(void)
 {
     int bdf = pci_find(EDU_VENDOR, EDU_DEVICE);
-    const uint64_t next = EDU_DST + PAGE_SIZE;
-    long ret;
 
     if (bdf < 0) {
         con_printf("# no edu device\n");
-        return 1;
+        return false;
     }
     pci_write32(bdf, 0x04, pci_read32(bdf, 0x04) | 0x6);
     /* See above: MMIO registers. */
     edu = (volatile uint64_t *)(uintptr_t)(pci_read32(bdf, 0x10) & ~0xfu);
-
     fill(EDU_SRC, 1, 10);
-    fill(EDU_DST, 2, 11);
     CHECK(edu_dma(EDU_SRC, EDU_BUFFER, false), "DMA from RAM timed out");
-    CHECK(edu_dma(EDU_BUFFER, EDU_DST, true), "DMA to RAM timed out");
-    CHECK(same_page(EDU_DST, EDU_SRC), "DMA into a shared page did not land");
-    host_sync("edu-shared");
+    return true;
+}
 
-    ret = convert(EDU_DST, 1, true);
+/* Does a DMA of edu's buffer into @gpa land? */
+static bool edu_lands(uint64_t gpa)
+{
+    CHECK(edu_dma(EDU_BUFFER, gpa, true), "DMA to RAM timed out");
+    return same_page(gpa, EDU_SRC);
+}
+
+/*
+ * Does a DMA into private @gpa stay out?  The guest sees its private page
+ * (KVM maps it from the guest view), so it checks its data is unchanged.
+ */
+static bool edu_kept_out(uint64_t gpa, unsigned round)
+{
+    fill(gpa, 1, round);
+    CHECK(edu_dma(EDU_BUFFER, gpa, true), "DMA to RAM timed out");
+    return bad_pages(gpa, 1, round) == 0;
+}
+
+/*
+ * DMA into the shared page @gpa lands; once the page is private the same
+ * DMA does not (the IOMMU refuses it) and the private data stays, while
+ * its neighbour still gets its DMA; shared again, DMA lands again.  The
+ * host checks its side at NAME-shared, NAME-private, NAME-shared-again.
+ */
+static int edu_cycle(uint64_t gpa, const char *name)
+{
+    char label[48];
+    long ret;
+
+    fill(gpa, 2, 11);
+    CHECK(edu_lands(gpa), "DMA into a shared page did not land");
+    host_sync(str_cat(label, sizeof(label), name, "-shared"));
+
+    ret = convert(gpa, 1, true);
     CHECK(ret == 0, "to private: %ld", ret);
-    fill(EDU_DST, 1, 12);
-    CHECK(edu_dma(EDU_BUFFER, EDU_DST, true), "DMA to RAM timed out");
-    CHECK(bad_pages(EDU_DST, 1, 12) == 0,
-          "DMA landed in a private page");
-    CHECK(edu_dma(EDU_BUFFER, next, true), "DMA to RAM timed out");
-    CHECK(same_page(next, EDU_SRC),
+    CHECK(edu_kept_out(gpa, 12), "DMA landed in a private page");
+    CHECK(edu_lands(gpa + PAGE_SIZE),
           "DMA into the private page's neighbour did not land");
-    host_sync("edu-private");
+    host_sync(str_cat(label, sizeof(label), name, "-private"));
 
-    ret = convert(EDU_DST, 1, false);
+    ret = convert(gpa, 1, false);
     CHECK(ret == 0, "to shared: %ld", ret);
-    CHECK(bad_pages(EDU_DST, 1, 12) == 0, "the page lost its data");
-    CHECK(edu_dma(EDU_BUFFER, EDU_DST, true), "DMA to RAM timed out");
-    CHECK(same_page(EDU_DST, EDU_SRC),
-          "DMA into the page shared again did not land");
-    host_sync("edu-shared-again");
+    CHECK(bad_pages(gpa, 1, 12) == 0, "the page lost its data");
+    CHECK(edu_lands(gpa), "DMA into the page shared again did not land");
+    host_sync(str_cat(label, sizeof(label), name, "-shared-again"));
     return check_failures;
+}
+
+/* A page below 256 MiB, in folio 0 (what edu reaches unless told). */
+static int run_edu(const char *args)
+{
+    if (!edu_init()) {
+        return 1;
+    }
+    return edu_cycle(EDU_DST, "edu");
+}
+
+/*
+ * Folio 1 private but for EDU_SCATTERED scattered shared pages (split
+ * 1 GiB folio, one DMA mapping each): DMA lands in each of those and in
+ * none of their private neighbours; the folio shared again (merged) takes
+ * DMA where it was private.
+ */
+static int run_edu_folio(const char *args)
+{
+    const uint64_t stride = 61 * MiB + 3 * PAGE_SIZE;
+    long ret;
+
+    if (!edu_init()) {
+        return 1;
+    }
+    ret = convert(TEST, FOLIO_PAGES, true);
+    CHECK(ret == 0, "folio to private: %ld", ret);
+    host_sync("edu-folio-shared");
+    for (unsigned i = 0; i < EDU_SCATTERED; i++) {
+        uint64_t gpa = TEST + PAGE_SIZE + i * stride;
+
+        ret = convert(gpa, 1, false);
+        CHECK(ret == 0, "page %u to shared: %ld", i, ret);
+        CHECK(edu_lands(gpa), "DMA into shared page %u did not land", i);
+        CHECK(edu_kept_out(gpa + PAGE_SIZE, 13 + i),
+              "DMA landed in page %u's private neighbour", i);
+    }
+    host_sync("edu-folio-private");
+
+    ret = convert(TEST, FOLIO_PAGES, false);
+    CHECK(ret == 0, "folio to shared: %ld", ret);
+    CHECK(bad_pages(TEST + 2 * PAGE_SIZE, 1, 13) == 0,
+          "a private page lost its data in place");
+    CHECK(edu_lands(TEST + 2 * PAGE_SIZE),
+          "DMA into the folio shared again did not land");
+    host_sync("edu-folio-shared-again");
+    return check_failures;
+}
+
+/* A pc-dimm of guest_memfd plugged at run time, at the host's GPA. */
+static int run_edu_dimm(const char *args)
+{
+    uint64_t base = parse_u64(&args);
+
+    if (!base) {
+        con_printf("# usage: run edu-dimm GPA\n");
+        return 1;
+    }
+    if (!edu_init()) {
+        return 1;
+    }
+    return edu_cycle(base + 5 * PAGE_SIZE, "edu-dimm");
 }
 
 const Scenario scenarios[] = {
@@ -447,6 +528,8 @@ const Scenario scenarios[] = {
     { "mainline", run_mainline },
     { "timing", run_timing },
     { "edu", run_edu },
+    { "edu-folio", run_edu_folio },
+    { "edu-dimm", run_edu_dimm },
     { NULL, NULL },
 };
 

@@ -16,7 +16,9 @@
  *   kvm        KVM and the host's own guest_memfd (mainline: no in-place
  *              conversion, so to-private is refused)
  *   kvm-edu    KVM and the model, with QEMU's edu device assigned (VFIO):
- *              its DMA lands in shared pages and not in private ones
+ *              its DMA lands in shared pages and not in private ones, in
+ *              folio 0, in a split folio 1 and in a pc-dimm plugged at
+ *              run time (edu-dimm)
  * What a machine needs of the host comes from the host probe; make check
  * runs the KVM ones in the lab where this host lacks it.
  */
@@ -31,6 +33,7 @@
 
 #define TEST_FOLIO      (1 * GiB)
 #define PAGE            (4 * KiB)
+#define EDU_SCATTERED   16      /* shared pages of folio 1 (edu-folio) */
 /* A hole in q35's memory map above 2 GiB of RAM (below the PCI window). */
 #define HOLE_GPA        0x90000000ULL
 /* TCG boots in a few seconds; nested KVM under TCG (the lab) takes more. */
@@ -57,7 +60,9 @@ static const char *const kvm_model_scenarios[] = {
 static const char *const mainline_scenarios[] = {
     "mainline", "hostile", "timing", NULL,
 };
-static const char *const edu_scenarios[] = { "edu", NULL };
+static const char *const edu_scenarios[] = {
+    "edu", "edu-folio", "edu-dimm", NULL,
+};
 
 static const Machine machines[] = {
     {
@@ -104,6 +109,7 @@ typedef struct Guest {
     uint64_t split;             /* folios-split when the folio went private */
     char *before;               /* query-guest-memfd before hostile requests */
     unsigned iommu_faults;      /* the host's count when DMA was allowed */
+    uint64_t dma_mappings;      /* mem0's when folio 1 went private */
     GString *timing;            /* TIMING lines of the guest */
 } Guest;
 
@@ -272,18 +278,18 @@ static Guest *guest_start(const Machine *m)
 
 /* QEMU's side */
 
-static QDict *mem0(Guest *g)
+static uint64_t backend_u64(Guest *g, const char *id, const char *key)
 {
-    return gmem_query_one(g->qts, "mem0");
-}
-
-static uint64_t mem0_u64(Guest *g, const char *key)
-{
-    QDict *info = mem0(g);
+    QDict *info = gmem_query_one(g->qts, id);
     uint64_t v = qdict_get_int(info, key);
 
     qobject_unref(info);
     return v;
+}
+
+static uint64_t mem0_u64(Guest *g, const char *key)
+{
+    return backend_u64(g, "mem0", key);
 }
 
 static char *query_json(Guest *g)
@@ -328,6 +334,63 @@ static unsigned iommu_faults(void)
     return n;
 }
 
+/*
+ * The edu scenarios: each DMA into a private page faulted in the host's
+ * IOMMU; a split folio holds one DMA mapping per scattered shared page;
+ * the plugged dimm's own backend holds the private page.
+ */
+static char *check_edu_sync(Guest *g, const char *label)
+{
+    if (g_str_has_suffix(label, "-shared")) {
+        g->iommu_faults = iommu_faults();
+        g->dma_mappings = mem0_u64(g, "dma-mappings");
+    } else if (g_str_has_suffix(label, "-private")) {
+        unsigned faults = iommu_faults();
+
+        g_test_message("%s: the host's IOMMU reported %u DMA faults", label,
+                       faults - g->iommu_faults);
+        if (faults <= g->iommu_faults) {
+            return g_strdup("the host's IOMMU reported no DMA fault");
+        }
+    }
+    if (!strcmp(label, "edu-folio-private") &&
+        mem0_u64(g, "dma-mappings") != g->dma_mappings + EDU_SCATTERED) {
+        return g_strdup_printf("mem0 holds %" PRIu64 " DMA mappings, not"
+                               " %" PRIu64, mem0_u64(g, "dma-mappings"),
+                               g->dma_mappings + EDU_SCATTERED);
+    }
+    if (g_str_has_prefix(label, "edu-dimm-")) {
+        uint64_t private = backend_u64(g, "m4", "private");
+        uint64_t want = g_str_has_suffix(label, "-private") ? PAGE : 0;
+
+        if (private != want || !backend_u64(g, "m4", "dma-mappings")) {
+            return g_strdup_printf("the plugged dimm has 0x%" PRIx64
+                                   " private bytes, not 0x%" PRIx64 ", and"
+                                   " %" PRIu64 " DMA mappings", private, want,
+                                   backend_u64(g, "m4", "dma-mappings"));
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Plug a pc-dimm of 1 GiB of guest_memfd (1 GiB folios, its own backend
+ * m4) into the running guest: VFIO maps it as it appears.  Its address.
+ */
+static uint64_t plug_dimm(Guest *g)
+{
+    qtest_qmp_assert_success(g->qts, "{'execute': 'object-add', 'arguments':"
+                             " {'qom-type': 'memory-backend-guest-memfd',"
+                             " 'id': 'm4', 'size': %" PRIu64 ","
+                             " 'pagesize': %" PRIu64 ", 'kernel-model': true,"
+                             " 'x-simulated-pool': true}}",
+                             (uint64_t)GiB, (uint64_t)GiB);
+    qtest_qmp_assert_success(g->qts, "{'execute': 'device_add', 'arguments':"
+                             " {'driver': 'pc-dimm', 'id': 'd4',"
+                             " 'memdev': 'm4'}}");
+    return dimm_addr(g->qts, "/machine/peripheral/d4");
+}
+
 /* What QEMU must show at the guest's SYNC @label: NULL, or what is wrong. */
 static char *check_sync(Guest *g, const char *label)
 {
@@ -342,7 +405,9 @@ static char *check_sync(Guest *g, const char *label)
         { "scattered-shared", 0 }, { "pinned-partial", 8 * PAGE },
         { "unpinned", 0 }, { "mainline", 0 }, { "hostile-after", 0 },
         { "edu-shared", 0 }, { "edu-private", PAGE },
-        { "edu-shared-again", 0 },
+        { "edu-shared-again", 0 }, { "edu-folio-shared", GiB },
+        { "edu-folio-private", GiB - EDU_SCATTERED * PAGE },
+        { "edu-folio-shared-again", 0 }, { "edu-dimm-private", 0 },
     };
     uint64_t private = mem0_u64(g, "private");
     uint64_t split = mem0_u64(g, "folios-split");
@@ -371,17 +436,8 @@ static char *check_sync(Guest *g, const char *label)
         return g_strdup_printf("%" PRIu64 " folios split, not %" PRIu64,
                                split, g->split + 1);
     }
-    /* The DMA into the private page faulted in the host's IOMMU. */
-    if (!strcmp(label, "edu-shared")) {
-        g->iommu_faults = iommu_faults();
-    } else if (!strcmp(label, "edu-private")) {
-        unsigned faults = iommu_faults();
-
-        g_test_message("the host's IOMMU reported %u DMA faults",
-                       faults - g->iommu_faults);
-        if (faults <= g->iommu_faults) {
-            return g_strdup("the host's IOMMU reported no DMA fault");
-        }
+    if (g_str_has_prefix(label, "edu")) {
+        return check_edu_sync(g, label);
     }
     if (!strcmp(label, "pin")) {
         pin(g, TEST_FOLIO + 72 * PAGE, true);
@@ -444,6 +500,8 @@ static void run_case(const void *opaque)
         args = g_strdup_printf(" 0x%" PRIx64 " 0x%" PRIx64 " 0x%" PRIx64,
                                (uint64_t)HOLE_GPA, guest->plain_gpa,
                                guest->dimm_end);
+    } else if (!strcmp(c->scenario, "edu-dimm")) {
+        args = g_strdup_printf(" 0x%" PRIx64, plug_dimm(guest));
     } else if (!strcmp(c->scenario, "timing")) {
         args = g_strdup(" 200");
         guest->timing = g_string_new(NULL);
