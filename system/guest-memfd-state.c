@@ -217,6 +217,14 @@ int guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
                    " is still referenced after %u retries; 0x%" PRIx64
                    " of 0x%" PRIx64 " bytes converted", s->name, cur,
                    attempt, cur - offset, size);
+    } else if (ret == -EOPNOTSUPP) {
+        /* The kernel ops' word for a kernel without in-place conversion. */
+        error_setg(errp, "guest_memfd %s: converting 0x%" PRIx64 "+0x%"
+                   PRIx64 " to %s failed: this kernel's guest_memfd cannot"
+                   " convert pages in place (it lacks the proposed"
+                   " KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd; no released"
+                   " kernel has it)", s->name, cur, end - cur,
+                   to_private ? "private" : "shared");
     } else {
         error_setg_errno(errp, -ret, "guest_memfd %s: converting 0x%" PRIx64
                          "+0x%" PRIx64 " to %s failed after 0x%" PRIx64

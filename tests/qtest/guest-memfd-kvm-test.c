@@ -87,7 +87,8 @@ static QDict *query_kvm(QTestState *qts, const char *id)
  * every memslot of the backend's RAM in the guest's address space binds
  * the guest_memfd at the file offset of its guest-physical address, RAM
  * above 4 GiB included; the SMRAM alias and the SMM address space map the
- * same pages as user memory instead of binding them twice.
+ * same pages as user memory instead of binding them twice.  A conversion
+ * this kernel cannot make is refused with the reason.
  */
 static void test_seabios(void)
 {
@@ -100,7 +101,7 @@ static void test_seabios(void)
     uint64_t host = 0, bound = 0;
     unsigned high = 0, plain = 0;
     g_autofree char *hmp = NULL;
-    QDict *info;
+    QDict *info, *resp;
 
     qts = qtest_initf("-accel kvm -machine q35,memory-backend=mem0,"
                       "max-ram-below-4g=%" PRIu64 " -m %" PRIu64 "M"
@@ -179,6 +180,20 @@ static void test_seabios(void)
     g_test_message("info guest-memfd says:");
     g_test_message("%s", hmp);
     g_assert(strstr(hmp, "KVM memslots bound: "));
+
+    /* A conversion this kernel cannot make says why. */
+    resp = qtest_qmp(qts, "{'execute': 'x-guest-memfd-convert', 'arguments':"
+                     " {'gpa': %" PRIu64 ", 'size': 4096, 'private': true}}",
+                     16 * MiB);
+    g_test_message("to private: %s",
+                   qdict_get_str(qdict_get_qdict(resp, "error"), "desc"));
+    g_assert(strstr(qdict_get_str(qdict_get_qdict(resp, "error"), "desc"),
+                    "this kernel's guest_memfd cannot convert pages in place"
+                    " (it lacks the proposed KVM_SET_MEMORY_ATTRIBUTES2"));
+    qobject_unref(resp);
+    info = query_kvm(qts, "mem0");
+    g_assert_cmpuint(qdict_get_int(info, "private"), ==, 0);
+    qobject_unref(info);
 
     qtest_quit(qts);
     unlink(trace);

@@ -6,11 +6,13 @@
  * ring, a data buffer, the used ring, before a kick and while a request
  * is in flight.  QEMU must stay up and never touch a private page (under
  * qtest the model makes private pages inaccessible in QEMU's mapping, so
- * an unguarded access kills QEMU and fails the test), the device reports
- * an error or waits, and converting back lets it work again.
+ * an unguarded access kills QEMU and fails the test); the device breaks as
+ * virtio defines (NEEDS_RESET) where it cannot go on, and converting back
+ * and a reset let it work again.
  *
  * The device is virtio-blk on a null-co disk that reads zeroes, with a
- * one-second latency for the in-flight cases.
+ * one-second latency for the in-flight cases, and virtio-net's transmit
+ * queue on a user-mode network that takes what it is sent.
  */
 
 #include "qemu/osdep.h"
@@ -29,12 +31,17 @@
 #define PAGE 4096
 #define TIMEOUT_US (10 * 1000 * 1000)
 
+/*
+ * One device and its queue: virtio-blk's request queue, or virtio-net's
+ * transmit queue (net, with its receive queue set up beside it).
+ */
 typedef struct Blk {
     QTestState *qts;
     QGuestAllocator alloc;
     QPCIBus *bus;
     QVirtioPCIDevice *dev;
-    QVirtQueue *vq;
+    bool net;
+    QVirtQueue *vq, *rx;
     /* One read request: header, 512-byte data buffer, status byte. */
     uint64_t hdr, data, status;
 } Blk;
@@ -50,19 +57,28 @@ static void blk_setup_queue(Blk *b)
                  (1ULL << VIRTIO_RING_F_EVENT_IDX) |
                  (1ULL << VIRTIO_BLK_F_SCSI));
     qvirtio_set_features(vdev, features);
-    b->vq = qvirtqueue_setup(vdev, &b->alloc, 0);
+    if (b->net) {
+        b->rx = qvirtqueue_setup(vdev, &b->alloc, 0);
+    }
+    b->vq = qvirtqueue_setup(vdev, &b->alloc, b->net ? 1 : 0);
     qvirtio_set_driver_ok(vdev);
 }
 
-static void blk_start(Blk *b, uint64_t latency_ns)
+static void blk_start_device(Blk *b, bool net, uint64_t latency_ns)
 {
+    g_autofree char *device = net ?
+        g_strdup("-netdev user,id=n0,restrict=on"
+                 " -device virtio-net-pci,netdev=n0,addr=04.0") :
+        g_strdup_printf("-blockdev driver=null-co,node-name=disk,"
+                        "size=1048576,read-zeroes=on,latency-ns=%" PRIu64
+                        " -device virtio-blk-pci,drive=disk,addr=04.0",
+                        latency_ns);
+
+    b->net = net;
+    b->rx = NULL;
     b->qts = qtest_initf("-machine q35,memory-backend=mem0 -m 64M"
                          " -object memory-backend-guest-memfd,id=mem0,"
-                         "size=64M,kernel-model=on"
-                         " -blockdev driver=null-co,node-name=disk,size=1048576,"
-                         "read-zeroes=on,latency-ns=%" PRIu64
-                         " -device virtio-blk-pci,drive=disk,addr=04.0",
-                         latency_ns);
+                         "size=64M,kernel-model=on %s", device);
     pc_alloc_init(&b->alloc, b->qts, ALLOC_NO_FLAGS);
     b->bus = qpci_new_pc(b->qts, &b->alloc);
     b->dev = virtio_pci_new(b->bus, &(QPCIAddress) {
@@ -78,8 +94,16 @@ static void blk_start(Blk *b, uint64_t latency_ns)
     g_assert_cmphex(b->vq->avail / PAGE, !=, b->vq->used / PAGE);
 }
 
+static void blk_start(Blk *b, uint64_t latency_ns)
+{
+    blk_start_device(b, false, latency_ns);
+}
+
 static void blk_stop(Blk *b)
 {
+    if (b->rx) {
+        qvirtqueue_cleanup(b->dev->vdev.bus, b->rx, &b->alloc);
+    }
     qvirtqueue_cleanup(b->dev->vdev.bus, b->vq, &b->alloc);
     qos_object_destroy(&b->dev->obj);
     qpci_free_pc(b->bus);
@@ -152,6 +176,9 @@ static void settle(Blk *b)
 /* A fresh driver after the device asked for a reset. */
 static void blk_reset(Blk *b)
 {
+    if (b->rx) {
+        qvirtqueue_cleanup(b->dev->vdev.bus, b->rx, &b->alloc);
+    }
     qvirtqueue_cleanup(b->dev->vdev.bus, b->vq, &b->alloc);
     blk_setup_queue(b);
 }
@@ -211,30 +238,36 @@ static void test_private_data(void)
     kick_with_private(data_page);
 }
 
+/* The device broke as virtio defines: NEEDS_RESET, QEMU still up. */
+static void assert_needs_reset(Blk *b)
+{
+    assert_alive(b);
+    gmem_wait_for(blk_status(b) & VIRTIO_CONFIG_S_NEEDS_RESET,
+                  "the device's NEEDS_RESET");
+}
+
 /*
  * The available ring private: the device cannot see the request, and
- * waits; once shared again, the next kick finds it.
+ * says so (NEEDS_RESET) instead of waiting; reset with the ring shared
+ * again, it works.
  */
 static void test_private_avail(void)
 {
     Blk b;
-    uint32_t head;
 
     blk_start(&b, 0);
     g_assert_true(convert(&b, b.vq->avail, true));
-    head = blk_read(&b);          /* the test's own avail writes fail too */
-    settle(&b);
-    g_assert_cmphex(blk_status(&b) & VIRTIO_CONFIG_S_NEEDS_RESET, ==, 0);
+    blk_read(&b);                 /* the test's own avail writes fail too */
+    assert_needs_reset(&b);
     g_assert_true(convert(&b, b.vq->avail, false));
     blk_reset(&b);
-    head = blk_read(&b);
-    blk_completed(&b, head);
+    blk_completed(&b, blk_read(&b));
     blk_stop(&b);
 }
 
 /*
- * The used ring private: the device cannot report the completion; QEMU
- * stays up, and after a reset the device works again.
+ * The used ring private: the device cannot report the completion, and
+ * says so (NEEDS_RESET); after a reset it works again.
  */
 static void test_private_used(void)
 {
@@ -243,8 +276,7 @@ static void test_private_used(void)
     blk_start(&b, 0);
     g_assert_true(convert(&b, b.vq->used, true));
     blk_read(&b);
-    settle(&b);
-    g_assert_cmpuint(qtest_readb(b.qts, b.status), ==, VIRTIO_BLK_S_OK);
+    assert_needs_reset(&b);
     g_assert_true(convert(&b, b.vq->used, false));
     blk_reset(&b);
     blk_completed(&b, blk_read(&b));
@@ -279,8 +311,9 @@ static void test_in_flight(void)
 
 /*
  * The used ring made private while a request is in flight (rings are not
- * mapped, so it converts): the completion cannot be reported, QEMU stays
- * up, and after a reset the device works.
+ * mapped, so it converts): the request completes (its status written)
+ * but cannot say so, and the device reports NEEDS_RESET; after a reset it
+ * works.
  */
 static void test_in_flight_used(void)
 {
@@ -289,11 +322,8 @@ static void test_in_flight_used(void)
     blk_start(&b, 300 * 1000 * 1000);
     blk_read(&b);
     g_assert_true(convert(&b, b.vq->used, true));
-    /* The request completes (status written) but cannot say so. */
-    gmem_wait_for(qtest_readb(b.qts, b.status) == 0,
-                  "the request's status");
+    assert_needs_reset(&b);
     g_assert_cmpuint(qtest_readb(b.qts, b.status), ==, VIRTIO_BLK_S_OK);
-    assert_alive(&b);
     g_assert_true(convert(&b, b.vq->used, false));
     blk_reset(&b);
     blk_completed(&b, blk_read(&b));
@@ -323,6 +353,52 @@ static void test_in_flight_rings(void)
     blk_stop(&b);
 }
 
+/*
+ * virtio-net: send one frame (the 12-byte virtio-net header, then 60
+ * bytes of broadcast Ethernet) on the transmit queue and kick; user-mode
+ * networking takes it, and the device reports it sent.
+ */
+static uint32_t net_send(Blk *b)
+{
+    uint32_t head;
+
+    qtest_memset(b->qts, b->data, 0, 12);
+    qtest_memset(b->qts, b->data + 12, 0xff, 60);
+    head = qvirtqueue_add(b->qts, b->vq, b->data, 12 + 60, false, false);
+    qvirtqueue_kick(b->qts, &b->dev->vdev, b->vq, head);
+    return head;
+}
+
+static void net_sent(Blk *b, uint32_t head)
+{
+    qvirtio_wait_used_elem(b->qts, &b->dev->vdev, b->vq, head, NULL,
+                           TIMEOUT_US);
+}
+
+/*
+ * virtio-net's transmit queue with its descriptor table, available ring
+ * or used ring private: the device cannot send, or cannot say it sent,
+ * and reports NEEDS_RESET; shared again and reset, it sends.
+ */
+static void test_net_private(const void *opaque)
+{
+    const char *part = opaque;
+    Blk b;
+    uint64_t page;
+
+    blk_start_device(&b, true, 0);
+    net_sent(&b, net_send(&b));
+    page = !strcmp(part, "desc") ? b.vq->desc :
+           !strcmp(part, "avail") ? b.vq->avail : b.vq->used;
+    g_assert_true(convert(&b, page, true));
+    net_send(&b);
+    assert_needs_reset(&b);
+    g_assert_true(convert(&b, page, false));
+    blk_reset(&b);
+    net_sent(&b, net_send(&b));
+    blk_stop(&b);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -337,5 +413,11 @@ int main(int argc, char **argv)
                    test_in_flight_rings);
     qtest_add_func("/guest-memfd/virtio-blk/in-flight-used",
                    test_in_flight_used);
+    qtest_add_data_func("/guest-memfd/virtio-net/private-desc", "desc",
+                        test_net_private);
+    qtest_add_data_func("/guest-memfd/virtio-net/private-avail", "avail",
+                        test_net_private);
+    qtest_add_data_func("/guest-memfd/virtio-net/private-used", "used",
+                        test_net_private);
     return g_test_run();
 }
