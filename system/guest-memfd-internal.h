@@ -58,9 +58,10 @@ void guest_memfd_rdm_destroy(GuestMemfdRegion *r);
 uint64_t guest_memfd_rdm_mappings(GuestMemfdRegion *r);
 
 /*
- * Convert, telling the listeners, if any: before pages become private and
- * after pages become shared; if one refuses new shared pages, undo the
- * conversion.  Arguments and result as guest_memfd_convert_ram().
+ * Convert [offset, offset + size) of the region's file, telling the
+ * listeners, if any: before pages become private and after pages become
+ * shared; if one refuses new shared pages, undo the conversion.  Result
+ * and *done (counted from @offset) as guest_memfd_convert_gpa()'s.
  */
 int guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,
                             uint64_t size, bool to_private,

@@ -7,6 +7,7 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qemu/cutils.h"
 #include "qemu/host-utils.h"
 #include "qemu/units.h"
 #include "system/guest-memfd-kvm-plan.h"
@@ -30,14 +31,16 @@ static bool plan_page_size(const GuestMemfdKvmCaps *caps, uint64_t page_size,
         plan->flags |= GMEM_RFC2_FLAG_HUGETLB |
                        ((uint64_t)ctz64(page_size) << GMEM_RFC2_HUGETLB_SHIFT);
         return true;
-    default:
-        error_setg(errp, "this kernel has no hugetlb guest_memfd, so"
-                   " pagesize=%" PRIu64 "M is not possible",
-                   page_size / MiB);
+    default: {
+        g_autofree char *size = size_to_str(page_size);
+
+        error_setg(errp, "this kernel has no hugetlb guest_memfd, so pages"
+                   " of %s (pagesize) are not possible", size);
         error_append_hint(errp, "Use pagesize=4K, or kernel-model=on to use"
                           " the user-space model of the 1 GiB guest_memfd"
                           " kernel.\n");
         return false;
+    }
     }
 }
 

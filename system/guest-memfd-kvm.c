@@ -135,7 +135,6 @@ static void kvm_file_close(GuestMemfdFile *f)
 }
 
 static const GuestMemfdKernelOps kvm_ops = {
-    .name = "kvm",
     .convert = kvm_file_convert,
     .punch_hole = kvm_file_punch_hole,
     .allocate = kvm_file_allocate,

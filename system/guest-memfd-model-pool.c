@@ -55,18 +55,10 @@ int64_t guest_memfd_host_hugetlb(uint64_t page_size, const char *what)
     return g_ascii_strtoll(text, NULL, 10);
 }
 
+/* The host's RAM (4 GiB where it cannot be told). */
 static uint64_t host_mem_total(void)
 {
-    g_autofree char *text = NULL;
-    const char *p = NULL;
-
-    if (g_file_get_contents("/proc/meminfo", &text, NULL, NULL)) {
-        p = strstr(text, "MemTotal:");
-    }
-    if (!p) {
-        return 4 * GiB;
-    }
-    return g_ascii_strtoull(p + strlen("MemTotal:"), NULL, 10) * KiB;
+    return qemu_get_host_physmem() ?: 4 * GiB;
 }
 
 /* Pools */

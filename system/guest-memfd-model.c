@@ -552,7 +552,6 @@ static void model_close(GuestMemfdFile *f)
 }
 
 static const GuestMemfdKernelOps model_ops = {
-    .name = "model",
     .convert = model_convert,
     .punch_hole = model_punch_hole,
     .allocate = model_allocate,

@@ -28,7 +28,6 @@ static void null_close(GuestMemfdFile *f)
 }
 
 static const GuestMemfdKernelOps null_ops = {
-    .name = "null",
     .convert = null_convert,
     .punch_hole = null_range,
     .allocate = null_range,

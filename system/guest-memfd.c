@@ -138,13 +138,6 @@ bool guest_memfd_range_has_private(MemoryRegion *mr, hwaddr offset,
     return denied;
 }
 
-int guest_memfd_convert_ram(GuestMemfdRegion *r, uint64_t offset,
-                            uint64_t size, bool to_private, uint64_t *done,
-                            Error **errp)
-{
-    return guest_memfd_rdm_convert(r, offset, size, to_private, done, errp);
-}
-
 typedef struct GpaPiece {
     MemoryRegion *mr;           /* referenced while the piece is in use */
     GuestMemfdRegion *region;
@@ -239,7 +232,7 @@ static int convert_pieces(GArray *pieces, bool to_private, uint64_t *done,
     for (guint i = 0; i < pieces->len; i++) {
         GpaPiece *p = &g_array_index(pieces, GpaPiece, i);
         uint64_t piece_done;
-        int ret = guest_memfd_convert_ram(p->region, p->offset, p->size,
+        int ret = guest_memfd_rdm_convert(p->region, p->offset, p->size,
                                           to_private, &piece_done, errp);
 
         total += piece_done;
@@ -312,7 +305,7 @@ void guest_memfd_region_reset(GuestMemfdRegion *r)
     int ret;
 
     trace_guest_memfd_region_reset(r->state.name);
-    if (guest_memfd_convert_ram(r, 0, f->size, !f->init_shared, NULL,
+    if (guest_memfd_rdm_convert(r, 0, f->size, !f->init_shared, NULL,
                                 &err)) {
         warn_reportf_err(err, "system reset: ");
     }

@@ -33,8 +33,6 @@ struct GuestMemfdFile {
 };
 
 struct GuestMemfdKernelOps {
-    /* Short name shown to users: "kvm", "model", "null". */
-    const char *name;
 
     /*
      * Make [offset, offset + size) private (@to_private) or shared.  offset

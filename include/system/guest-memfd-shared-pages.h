@@ -74,10 +74,4 @@ static inline void guest_memfd_shared_pages_set(GuestMemfdSharedPages *sp,
     }
 }
 
-static inline bool guest_memfd_shared_pages_test(GuestMemfdSharedPages *sp,
-                                                 uint64_t page)
-{
-    return test_bit(page, sp->bits);
-}
-
 #endif

@@ -7,10 +7,9 @@
  * view of which 4 KiB pages of its guest_memfd file are shared and which
  * are private.  Every conversion, whatever asked for it (a guest
  * page-state request, a memory fault, QMP), goes through
- * guest_memfd_convert_gpa() or guest_memfd_convert_ram(), which call the
- * kernel (or its model) and keep that view exactly equal to what the
- * kernel did.  The backend owns the region, the file and the RAM
- * MemoryRegion that maps it.
+ * guest_memfd_convert_gpa(), which calls the kernel (or its model) and
+ * keeps that view exactly equal to what the kernel did.  The backend owns
+ * the region, the file and the RAM MemoryRegion that maps it.
  */
 
 #ifndef SYSTEM_GUEST_MEMFD_H
@@ -49,23 +48,16 @@ GuestMemfdRegion *guest_memfd_backend_region(Object *backend);
 GuestMemfdFile *guest_memfd_backend_file(Object *backend);
 
 /*
- * Convert [offset, offset + size) of the region's file.  Returns 0 when
- * the whole range has the requested state.  On failure returns a negative
- * errno (the kernel's: -EAGAIN for a page that stayed referenced,
- * -EOPNOTSUPP where the kernel cannot convert in place, -ENOMEM also when
- * a listener cannot map new shared pages), @errp says why, *done (if not
- * NULL) is the number of bytes from @offset that were converted, and the
- * region's state equals what the kernel did.
- */
-int guest_memfd_convert_ram(GuestMemfdRegion *r, uint64_t offset,
-                            uint64_t size, bool to_private, uint64_t *done,
-                            Error **errp);
-
-/*
  * Convert a guest-physical range.  The whole range must be RAM of in-place
  * guest_memfd backends (it may cross regions); it is validated before
  * anything changes (-EINVAL: not a 4 KiB aligned range; -EFAULT: not all
- * in-place guest_memfd RAM).  Result and *done as above, counted from @gpa.
+ * in-place guest_memfd RAM).  Returns 0 when the whole range has the
+ * requested state.  On failure returns a negative errno (the kernel's:
+ * -EAGAIN for a page that stayed referenced, -EOPNOTSUPP where the kernel
+ * cannot convert in place, -ENOMEM also when a listener cannot map new
+ * shared pages), @errp says why, *done (if not NULL) is the number of
+ * bytes from @gpa that were converted, and each region's state equals
+ * what the kernel did.
  */
 int guest_memfd_convert_gpa(hwaddr gpa, uint64_t size, bool to_private,
                             uint64_t *done, Error **errp);

@@ -269,7 +269,6 @@ static void attr_kernel_close(GuestMemfdFile *f)
 }
 
 static const GuestMemfdKernelOps attr_kernel_ops = {
-    .name = "attributes-noop",
     .convert = attr_kernel_convert,
     .punch_hole = attr_kernel_range,
     .allocate = attr_kernel_range,

@@ -293,11 +293,12 @@ static void test_refused(void)
     if (gmem_host_lacks(GMEM_NEEDS_KVM_GMEM_HUGETLB) &&
         !gmem_host_lacks(GMEM_NEEDS_KVM_GMEM)) {
         check_refused(qts, "size=1G,pagesize=1G",
-                      "this kernel has no hugetlb guest_memfd, so"
-                      " pagesize=1024M is not possible",
+                      "this kernel has no hugetlb guest_memfd, so pages"
+                      " of 1 GiB (pagesize) are not possible",
                       "Use pagesize=4K, or kernel-model=on");
         check_refused(qts, "size=2M,pagesize=2M",
-                      "pagesize=2M is not possible", "Use pagesize=4K");
+                      "pages of 2 MiB (pagesize) are not possible",
+                      "Use pagesize=4K");
     }
     if (gmem_host_lacks(GMEM_NEEDS_KVM_GMEM_CONVERT) &&
         !gmem_host_lacks(GMEM_NEEDS_KVM_GMEM)) {

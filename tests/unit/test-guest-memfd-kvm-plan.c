@@ -102,9 +102,10 @@ static void test_mainline(void)
                  "cannot convert guest_memfd pages in place, so memory that"
                  " starts private could never be shared\nUse init-shared=on");
     plan_refused(&mainline, 2 * MiB, true,
-                 "no hugetlb guest_memfd, so pagesize=2M is not possible\n"
-                 "Use pagesize=4K, or kernel-model=on");
-    plan_refused(&mainline, 1 * GiB, true, "pagesize=1024M is not possible");
+                 "no hugetlb guest_memfd, so pages of 2 MiB (pagesize) are"
+                 " not possible\nUse pagesize=4K, or kernel-model=on");
+    plan_refused(&mainline, 1 * GiB, true,
+                 "pages of 1 GiB (pagesize) are not possible");
 }
 
 static void test_old_kernels(void)
