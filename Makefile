@@ -32,7 +32,7 @@ CONFIGURE_FLAGS := \
 	--disable-docs --cc="ccache cc" --cxx="ccache c++" \
 	$(EXTRA_CONFIGURE_FLAGS)
 
-.PHONY: all build deps assemble configure check check-lab demo bench fuzz docs \
+.PHONY: all build deps assemble configure configure-nokvm check check-lab demo bench fuzz docs \
 	check-sanitize clean distclean
 
 all: build
@@ -63,7 +63,20 @@ build: configure
 	flock build/.build-lock $(MAKE) --no-print-directory -C $(BLD) -j$(JOBS) | \
 		{ grep --line-buffered -vE '^\[[0-9]+/[0-9]+\] Generating ' || true; }
 
-check: build
+# The same QEMU without KVM (--disable-kvm), in its own tree from the same
+# sources: make check builds what its suite needs and runs it there.
+BLD_NOKVM := build/qemu-nokvm
+configure-nokvm: configure
+	@flags='$(subst --enable-kvm,--disable-kvm,$(CONFIGURE_FLAGS))'; \
+	if [ ! -f $(BLD_NOKVM)/build.ninja ] || [ "$$(cat $(BLD_NOKVM)/.configure-flags 2>/dev/null)" != "$$flags" ]; then \
+		echo "configure (without KVM): $$flags"; \
+		rm -rf $(BLD_NOKVM); mkdir -p $(BLD_NOKVM); \
+		(cd $(BLD_NOKVM) && eval ../src/configure $$flags) > build/configure-nokvm.log 2>&1 || \
+			{ tail -n 30 build/configure-nokvm.log; echo "configure failed: see build/configure-nokvm.log"; exit 1; }; \
+		echo "$$flags" > $(BLD_NOKVM)/.configure-flags; \
+	fi
+
+check: build configure-nokvm
 	@scripts/check
 
 # Debian's newest kernel (lab.lock) booted under TCG with KVM and 1 GiB

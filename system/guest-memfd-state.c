@@ -90,6 +90,30 @@ static uint64_t state_first_mapped(GuestMemfdState *s, uint64_t offset,
 }
 
 /*
+ * Why the kernel (or its model) refused a conversion, in the words a user
+ * can act on; strerror() where nothing more is known.
+ */
+static const char *convert_failure_cause(int err)
+{
+    switch (err) {
+    case -EOPNOTSUPP:
+        return "this kernel's guest_memfd cannot convert pages in place (it"
+               " lacks the proposed KVM_SET_MEMORY_ATTRIBUTES2 on a"
+               " guest_memfd; no released kernel has it)";
+    case -ENOMEM:
+        return "the kernel has no memory to split a huge folio into 4 KiB"
+               " pages (Cannot allocate memory)";
+    case -EINVAL:
+        return "the kernel refused the range as invalid (not 4 KiB aligned,"
+               " or past the end of the file)";
+    case -EBADF:
+        return "the guest_memfd file is closed";
+    default:
+        return strerror(-err);
+    }
+}
+
+/*
  * One kernel call; updates the bitmap for what it converted.  A page QEMU
  * maps stops a conversion to private before the kernel is asked, as one
  * the kernel sees referenced would.
@@ -217,19 +241,11 @@ int guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
                    " is still referenced after %u retries; 0x%" PRIx64
                    " of 0x%" PRIx64 " bytes converted", s->name, cur,
                    attempt, cur - offset, size);
-    } else if (ret == -EOPNOTSUPP) {
-        /* The kernel ops' word for a kernel without in-place conversion. */
-        error_setg(errp, "guest_memfd %s: converting 0x%" PRIx64 "+0x%"
-                   PRIx64 " to %s failed: this kernel's guest_memfd cannot"
-                   " convert pages in place (it lacks the proposed"
-                   " KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd; no released"
-                   " kernel has it)", s->name, cur, end - cur,
-                   to_private ? "private" : "shared");
     } else {
-        error_setg_errno(errp, -ret, "guest_memfd %s: converting 0x%" PRIx64
-                         "+0x%" PRIx64 " to %s failed after 0x%" PRIx64
-                         " bytes", s->name, cur, end - cur,
-                         to_private ? "private" : "shared", cur - offset);
+        error_setg(errp, "guest_memfd %s: converting 0x%" PRIx64 "+0x%" PRIx64
+                   " to %s failed after 0x%" PRIx64 " bytes: %s", s->name,
+                   cur, end - cur, to_private ? "private" : "shared",
+                   cur - offset, convert_failure_cause(ret));
     }
     return ret;
 }

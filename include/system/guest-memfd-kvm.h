@@ -8,6 +8,7 @@
 #define SYSTEM_GUEST_MEMFD_KVM_H
 
 #include "system/guest-memfd-kernel.h"
+#include "system/kvm.h"
 
 /* Create a guest_memfd with KVM; a clear error naming the fix otherwise. */
 GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,

@@ -168,12 +168,33 @@ out:
     return why;
 }
 
+/* Does the QEMU the qtests run (QTEST_QEMU_BINARY) lack KVM? */
+static bool qemu_lacks_kvm(void)
+{
+    const char *qemu = g_getenv("QTEST_QEMU_BINARY");
+    g_autofree char *cmd = NULL, *out = NULL;
+
+    if (!qemu) {
+        return false;
+    }
+    cmd = g_strdup_printf("%s -accel help", qemu);
+    return g_spawn_command_line_sync(cmd, &out, NULL, NULL, NULL) && out &&
+           !strstr(out, "\nkvm\n");
+}
+
 /* Sets @h->kvm and the capabilities, or @h->kvm_why. */
 static void probe_kvm(GmemHost *h)
 {
-    KvmFds fds = { .kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), .vm = -1 };
+    KvmFds fds = { .kvm = -1, .vm = -1 };
     int version;
 
+    if (qemu_lacks_kvm()) {
+        /* The host may have KVM; the QEMU under test cannot use it. */
+        h->kvm_why = g_strdup("the QEMU under test was built without KVM"
+                              " (--disable-kvm)");
+        return;
+    }
+    fds.kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (fds.kvm < 0) {
         h->kvm_why = g_strdup_printf("this host has no usable KVM (opening"
                                      " /dev/kvm: %s%s)", strerror(errno),
