@@ -535,6 +535,20 @@ def introduce(report, args, accel, no_kernel, no_kvm):
                ' stays shared' % (TEST_GPA, TEST_GPA + GiB - 1, LIST_GPA))
 
 
+def qemu_state(qmp):
+    """Where QEMU and its vCPU were when the guest fell silent: its run
+    state and instruction pointer, for a timeout that is not understood."""
+    try:
+        status = qmp.cmd('query-status')['status']
+        regs = qmp.cmd('human-monitor-command',
+                       **{'command-line': 'info registers'})
+    except (DemoError, OSError, ValueError) as e:
+        return 'QEMU\'s state: unknown (%s)' % e
+    rip = re.search(r'RIP=(\S+)', regs)
+    return 'QEMU\'s state: %s, the vCPU at RIP=%s' % (
+        status, rip.group(1) if rip else '?')
+
+
 def run(report, args, deadline):
     """Boot the guest and follow it to the end; failures become checks."""
     accel, no_kvm = args.accel, 'asked for with --accel tcg'
@@ -546,6 +560,7 @@ def run(report, args, deadline):
     pool_before = host_pool()
     with tempfile.TemporaryDirectory(prefix='gmem-demo-') as tmp:
         proc, qmp_path, errlog = start_qemu(args, accel, bool(no_kernel), tmp)
+        qmp = None
         try:
             con = Console(proc, args.verbose)
             qmp = Qmp(qmp_path, proc, deadline)
@@ -560,6 +575,8 @@ def run(report, args, deadline):
             finish(report, proc, con, qmp, samples, pool_before, deadline)
         except (DemoError, OSError, ValueError) as e:
             report.check(False, 'demo ran to the end', str(e))
+            if 'timeout' in str(e) and qmp:
+                report.say(qemu_state(qmp))
             errlog.seek(0)
             err = errlog.read().strip()
             if err:
