@@ -32,9 +32,8 @@
 #include "system/guest-memfd-kvm.h"
 #include "system/guest-memfd-model.h"
 
-OBJECT_DECLARE_TYPE(HostMemoryBackendGuestMemfd,
-                    HostMemoryBackendGuestMemfdClass,
-                    MEMORY_BACKEND_GUEST_MEMFD)
+OBJECT_DECLARE_SIMPLE_TYPE(HostMemoryBackendGuestMemfd,
+                           MEMORY_BACKEND_GUEST_MEMFD)
 
 struct HostMemoryBackendGuestMemfd {
     HostMemoryBackend parent_obj;
@@ -51,12 +50,6 @@ struct HostMemoryBackendGuestMemfd {
     bool discard_required;
     /* KVM memslots bound to guest_memfd cannot log dirty pages. */
     Error *migration_blocker;
-};
-
-struct HostMemoryBackendGuestMemfdClass {
-    HostMemoryBackendClass parent_class;
-
-    void (*parent_complete)(UserCreatable *uc, Error **errp);
 };
 
 /*
@@ -234,34 +227,23 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
 }
 
 /*
- * Preallocation asks the kernel to allocate the folios (fallocate), which
- * works for private pages too; the generic code would touch every page
- * through QEMU's mapping instead.
+ * Preallocation, at creation or by prealloc=on later, asks the kernel to
+ * allocate the folios (fallocate), which works for private pages too; the
+ * generic way touches every page through QEMU's mapping, where a private
+ * page cannot be touched.
  */
-static void gmem_complete(UserCreatable *uc, Error **errp)
+static bool gmem_prealloc(HostMemoryBackend *backend, Error **errp)
 {
-    ERRP_GUARD();
-    HostMemoryBackendGuestMemfdClass *gc =
-        MEMORY_BACKEND_GUEST_MEMFD_GET_CLASS(uc);
-    HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(uc);
-    HostMemoryBackend *backend = MEMORY_BACKEND(uc);
-    bool prealloc = backend->prealloc;
-    int ret;
+    HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(backend);
+    int ret = guest_memfd_allocate(g->file, 0, g->file->size);
 
-    backend->prealloc = false;
-    gc->parent_complete(uc, errp);
-    backend->prealloc = prealloc;
-    if (*errp) {
-        return;
+    if (ret) {
+        error_setg_errno(errp, -ret, "preallocating guest_memfd '%s' failed",
+                         object_get_canonical_path_component(
+                             OBJECT(backend)));
+        return false;
     }
-    if (prealloc) {
-        ret = guest_memfd_allocate(g->file, 0, g->file->size);
-        if (ret) {
-            error_setg_errno(errp, -ret, "preallocating guest_memfd '%s'"
-                             " failed", object_get_canonical_path_component(
-                                 OBJECT(uc)));
-        }
-    }
+    return true;
 }
 
 static void gmem_finalize(Object *obj)
@@ -369,17 +351,13 @@ static void gmem_instance_init(Object *obj)
 static void gmem_class_init(ObjectClass *oc, void *data)
 {
     HostMemoryBackendClass *bc = MEMORY_BACKEND_CLASS(oc);
-    HostMemoryBackendGuestMemfdClass *gc =
-        MEMORY_BACKEND_GUEST_MEMFD_CLASS(oc);
-    UserCreatableClass *ucc = USER_CREATABLE_CLASS(oc);
     ResettableClass *rc = RESETTABLE_CLASS(oc);
 
     bc->alloc = gmem_alloc;
+    bc->prealloc = gmem_prealloc;
     guest_memfd_rdm_class_init(RAM_DISCARD_MANAGER_CLASS(oc));
     rc->get_state = gmem_reset_state;
     rc->phases.hold = gmem_reset_hold;
-    gc->parent_complete = ucc->complete;
-    ucc->complete = gmem_complete;
 
     object_class_property_add(oc, "pagesize", "size", gmem_get_pagesize,
                               gmem_set_pagesize, NULL, NULL);
@@ -412,7 +390,6 @@ static const TypeInfo gmem_backend_info = {
     .instance_finalize = gmem_finalize,
     .class_init = gmem_class_init,
     .instance_size = sizeof(HostMemoryBackendGuestMemfd),
-    .class_size = sizeof(HostMemoryBackendGuestMemfdClass),
     .interfaces = (InterfaceInfo[]) {
         { TYPE_RAM_DISCARD_MANAGER },
         { TYPE_RESETTABLE_INTERFACE },

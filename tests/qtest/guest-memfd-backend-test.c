@@ -278,6 +278,29 @@ static void test_reset_spares_unplugged(void)
     qtest_quit(qts);
 }
 
+/*
+ * prealloc=on on a live backend whose pages are private allocates its
+ * folios the way creation does (the kernel's fallocate), instead of
+ * touching pages QEMU cannot touch.
+ */
+static void test_prealloc_later(void)
+{
+    QTestState *qts = qtest_init("-machine q35 -m 64M");
+
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {"
+                             " 'qom-type': 'memory-backend-guest-memfd',"
+                             " 'id': 'm1', 'size': 8388608, 'pagesize':"
+                             " 2097152, 'init-shared': 'off',"
+                             " 'kernel-model': true, 'x-simulated-pool':"
+                             " true}}");
+    g_assert_cmpuint(pool_in_use(qts, "m1"), ==, 0);
+    qtest_qmp_assert_success(qts, "{'execute': 'qom-set', 'arguments':"
+                             " {'path': '/objects/m1', 'property':"
+                             " 'prealloc', 'value': true}}");
+    g_assert_cmpuint(pool_in_use(qts, "m1"), ==, 4);
+    qtest_quit(qts);
+}
+
 /* A backend that is not guest RAM yet can be added and deleted again. */
 static void test_object_add_del(void)
 {
@@ -548,6 +571,7 @@ int main(int argc, char **argv)
     }
     qtest_add_func("/guest-memfd/backend/init-private", test_init_private);
     qtest_add_func("/guest-memfd/backend/object-add-del", test_object_add_del);
+    qtest_add_func("/guest-memfd/backend/prealloc-later", test_prealloc_later);
     qtest_add_func("/guest-memfd/backend/reset-spares-unplugged",
                    test_reset_spares_unplugged);
     qtest_add_func("/guest-memfd/backend/numa-memdev", test_numa_memdev);
