@@ -18,6 +18,8 @@ SHELL := /bin/bash
 TOP := $(CURDIR)
 SRC := build/src
 BLD := build/qemu
+OPTION_ROMS := $(addprefix pc-bios/,multiboot.bin multiboot_dma.bin linuxboot.bin \
+	linuxboot_dma.bin kvmvapic.bin pvh.bin)
 QEMU := $(BLD)/qemu-system-x86_64
 JOBS ?= $(shell nproc)
 
@@ -57,6 +59,10 @@ configure: assemble
 build: configure
 	@v="qemu-gmem1g $$(git describe --always --dirty --tags 2>/dev/null || echo unknown)"; \
 	[ "$$(cat $(SRC)/FORK-VERSION 2>/dev/null)" = "$$v" ] || echo "$$v" > $(SRC)/FORK-VERSION
+	@# The option ROMs first, one at a time: each runs make in the same
+	@# directory, and two at once race on its generated config-cc.mak.
+	@flock build/.build-lock ninja -C $(BLD) -j1 $(OPTION_ROMS) > build/option-roms.log 2>&1 || \
+		{ cat build/option-roms.log; exit 1; }
 	@# Leave out the generation steps (ninja runs some every time): compiling
 	@# and linking show what a build really does.
 	@set -o pipefail; \
