@@ -121,16 +121,6 @@ static uint64_t pool_u64(QDict *info, const char *key)
     return qdict_get_int(pool, key);
 }
 
-/* One field of one backend, for checks that need nothing else. */
-static uint64_t info_field(QTestState *qts, const char *id, const char *key)
-{
-    QDict *info = gmem_query_one(qts, id);
-    uint64_t v = info_u64(info, key);
-
-    qobject_unref(info);
-    return v;
-}
-
 /* Folios of a backend that hold a pool page (it is open: split ones do). */
 static uint64_t folios_allocated(QTestState *qts, const char *id)
 {
@@ -490,12 +480,13 @@ static void test_split_merge(const void *opaque)
 
     /* prealloc: every folio is in the file, whole. */
     check_state(qts, "mem0", 0, 0, folios, 0);
-    calls = info_field(qts, "mem0", "kernel-calls");
+    calls = gmem_query_u64(qts, "mem0", "kernel-calls");
 
     convert(qts, x, PAGE, false);
     check_state(qts, "mem0", PAGE, split, folios - split, 0);
-    g_assert_cmpuint(info_field(qts, "mem0", "kernel-calls"), ==, calls + 1);
-    g_assert_cmpuint(info_field(qts, "mem0", "to-shared"), ==, 1);
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "kernel-calls"), ==,
+                     calls + 1);
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "to-shared"), ==, 1);
 
     page_check(qts, x, 0);
     page_fill(qts, x, 1);
@@ -512,7 +503,7 @@ static void test_split_merge(const void *opaque)
     /* Back to private: nothing references the folio, so it merges. */
     convert(qts, x, PAGE, true);
     check_state(qts, "mem0", 0, 0, folios, 0);
-    g_assert_cmpuint(info_field(qts, "mem0", "to-private"), ==, 1);
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "to-private"), ==, 1);
     page_private(qts, x);
 
     /* Shared again: the data written while shared is still there. */
@@ -552,11 +543,12 @@ static void test_whole_folio(const void *opaque)
     uint64_t folios = ram / sc->page_size;
     uint64_t f = above_4g ? 5 * GiB : sc->folio, ps = sc->page_size;
     uint64_t huge = is_huge(sc) ? 1 : 0;
-    uint64_t calls = info_field(qts, "mem0", "kernel-calls");
+    uint64_t calls = gmem_query_u64(qts, "mem0", "kernel-calls");
 
     convert(qts, f, ps, false);
     check_state(qts, "mem0", ps, huge, folios - huge, 0);
-    g_assert_cmpuint(info_field(qts, "mem0", "kernel-calls"), ==, calls + 1);
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "kernel-calls"), ==,
+                     calls + 1);
     page_fill(qts, f, 1);
     page_fill(qts, f + ps - PAGE, 1);
     page_private(qts, f - PAGE);
@@ -568,7 +560,8 @@ static void test_whole_folio(const void *opaque)
 
     convert(qts, f - ps, 2 * ps, false);
     check_state(qts, "mem0", 2 * ps, 2 * huge, folios - 2 * huge, 0);
-    g_assert_cmpuint(info_field(qts, "mem0", "kernel-calls"), ==, calls + 3);
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "kernel-calls"), ==,
+                     calls + 3);
     page_check(qts, f, 1);
     page_check(qts, f + ps - PAGE, 1);
     page_check(qts, f - ps, 0);
@@ -587,14 +580,15 @@ static void test_cross_folio(const void *opaque)
     uint64_t huge = is_huge(sc) ? 2 : 0;
     uint64_t start = sc->folio - 2 * PAGE;
     uint8_t data[4 * PAGE], back[4 * PAGE];
-    uint64_t calls = info_field(qts, "mem0", "kernel-calls");
+    uint64_t calls = gmem_query_u64(qts, "mem0", "kernel-calls");
 
     for (size_t i = 0; i < sizeof(data); i++) {
         data[i] = i * 7 + (i >> 12);
     }
     convert(qts, start, sizeof(data), false);
     check_state(qts, "mem0", sizeof(data), huge, folios - huge, 0);
-    g_assert_cmpuint(info_field(qts, "mem0", "kernel-calls"), ==, calls + 1);
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "kernel-calls"), ==,
+                     calls + 1);
     qtest_memwrite(qts, start, data, sizeof(data));
     page_private(qts, start - PAGE);
     page_private(qts, start + sizeof(data));
@@ -693,10 +687,11 @@ static void test_cross_4g(const void *opaque)
     psc_attach(&psc, qts);
     convert(qts, PSC_LIST, PAGE, false);
     psc_put_list(qts, PSC_LIST, 0, 1, entries, 2);
-    calls = info_field(qts, "mem0", "kernel-calls");
+    calls = gmem_query_u64(qts, "mem0", "kernel-calls");
     g_assert_cmpuint(psc_ring(&psc, PSC_LIST), ==, PSC_STATUS_OK);
     g_assert_cmpuint(psc_reg(&psc, PSC_REG_CONVERSIONS), ==, 2);
-    g_assert_cmpuint(info_field(qts, "mem0", "kernel-calls"), ==, calls + 2);
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "kernel-calls"), ==,
+                     calls + 2);
     page_private(qts, low - PAGE);
     page_private(qts, high);
     page_check(qts, low - 2 * PAGE, 1);
@@ -756,7 +751,7 @@ static void test_pc_dimm(const void *opaque)
     g_assert_cmpuint(info_u64(info, "to-shared"), ==, 1);
     qobject_unref(info);
     check_state(qts, "dimm0", PAGE, huge, dimm_folios - huge, 0);
-    g_assert_cmpuint(info_field(qts, "dimm0", "to-shared"), ==, 1);
+    g_assert_cmpuint(gmem_query_u64(qts, "dimm0", "to-shared"), ==, 1);
     for (size_t i = 0; i < sizeof(data); i++) {
         data[i] = 0xa5 ^ i ^ (i >> 8);
     }
@@ -809,21 +804,22 @@ static void test_repeat(const void *opaque)
     uint64_t calls;
 
     convert(qts, x, 2 * PAGE, false);
-    calls = info_field(qts, "mem0", "kernel-calls");
+    calls = gmem_query_u64(qts, "mem0", "kernel-calls");
     convert(qts, x, 2 * PAGE, false);
     convert(qts, x, PAGE, false);
-    g_assert_cmpuint(info_field(qts, "mem0", "kernel-calls"), ==, calls);
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "kernel-calls"), ==, calls);
     check_state(qts, "mem0", 2 * PAGE, huge, folios - huge, 0);
 
     /* Already private: no call either. */
     convert(qts, x + 2 * PAGE, 2 * PAGE, true);
-    g_assert_cmpuint(info_field(qts, "mem0", "kernel-calls"), ==, calls);
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "kernel-calls"), ==, calls);
 
     /* Half done already: one call for the rest. */
     convert(qts, x + PAGE, 2 * PAGE, false);
-    g_assert_cmpuint(info_field(qts, "mem0", "kernel-calls"), ==, calls + 1);
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "kernel-calls"), ==,
+                     calls + 1);
     check_state(qts, "mem0", 3 * PAGE, huge, folios - huge, 0);
-    g_assert_cmpuint(info_field(qts, "mem0", "failed"), ==, 0);
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "failed"), ==, 0);
     qtest_quit(qts);
 }
 
@@ -935,7 +931,7 @@ static void test_pinned(const void *opaque)
 
     pin(qts, "mem0", pinned, false);
     convert(qts, start, npages * PAGE, true);
-    g_assert_cmpuint(info_field(qts, "mem0", "private"), ==, npages * PAGE);
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "private"), ==, npages * PAGE);
     for (unsigned i = 0; i < npages; i++) {
         page_private(qts, start + i * PAGE);
     }
@@ -1045,7 +1041,7 @@ static void test_psc_2m(const void *opaque)
     g_assert_cmpuint(psc_ring(&p, PSC_LIST), ==, PSC_STATUS_OK);
     g_assert_cmpuint(psc_reg(&p, PSC_REG_CONVERSIONS), ==, 3);
     g_assert_cmpuint(psc_cur_entry(p.qts, PSC_LIST), ==, 3);
-    g_assert_cmpuint(info_field(p.qts, "mem0", "private"), ==,
+    g_assert_cmpuint(gmem_query_u64(p.qts, "mem0", "private"), ==,
                      6 * MiB - 3 * PAGE);
     page_private(p.qts, t);
     page_private(p.qts, t + 2 * MiB - PAGE);
@@ -1275,7 +1271,7 @@ static void test_psc_dma_to_private(const void *opaque)
     /* The conversion itself was done, and the registers say so. */
     g_assert_cmpuint(psc_reg(&p, PSC_REG_ENTRIES_DONE), ==, 1);
     g_assert_cmpuint(psc_reg(&p, PSC_REG_CONVERSIONS), ==, 1);
-    g_assert_cmpuint(info_field(p.qts, "mem0", "private"), ==, PAGE);
+    g_assert_cmpuint(gmem_query_u64(p.qts, "mem0", "private"), ==, PAGE);
     page_private(p.qts, PSC_LIST);
 
     /* The write-back did not land: cur_entry is still 0. */
@@ -1334,7 +1330,7 @@ static void test_psc_pinned(const void *opaque)
     g_assert_cmpuint(psc_ring(&p, PSC_LIST), ==, PSC_STATUS_OK);
     g_assert_cmpuint(psc_reg(&p, PSC_REG_CONVERSIONS), ==, 2);
     g_assert_cmpuint(psc_cur_entry(p.qts, PSC_LIST), ==, 3);
-    g_assert_cmpuint(info_field(p.qts, "mem0", "private"), ==,
+    g_assert_cmpuint(gmem_query_u64(p.qts, "mem0", "private"), ==,
                      PAGE + 2 * MiB + PAGE);
     page_private(p.qts, t + 7 * PAGE);
     page_private(p.qts, t + 4 * MiB);
@@ -1360,7 +1356,7 @@ static void test_fixed_length_read(const void *opaque)
     /* Narrower reads leave qtest's buffer as it was: QEMU must live. */
     qtest_readl(qts, x + 8);
     qtest_readb(qts, x + PAGE - 1);
-    g_assert_cmpuint(info_field(qts, "mem0", "private"), ==, PAGE);
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "private"), ==, PAGE);
     convert(qts, x, PAGE, false);
     page_check(qts, x, 1);
     qtest_quit(qts);

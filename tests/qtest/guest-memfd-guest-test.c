@@ -278,18 +278,9 @@ static Guest *guest_start(const Machine *m)
 
 /* QEMU's side */
 
-static uint64_t backend_u64(Guest *g, const char *id, const char *key)
-{
-    QDict *info = gmem_query_one(g->qts, id);
-    uint64_t v = qdict_get_int(info, key);
-
-    qobject_unref(info);
-    return v;
-}
-
 static uint64_t mem0_u64(Guest *g, const char *key)
 {
-    return backend_u64(g, "mem0", key);
+    return gmem_query_u64(g->qts, "mem0", key);
 }
 
 static char *query_json(Guest *g)
@@ -360,14 +351,15 @@ static char *check_edu_sync(Guest *g, const char *label)
                                g->dma_mappings + EDU_SCATTERED);
     }
     if (g_str_has_prefix(label, "edu-dimm-")) {
-        uint64_t private = backend_u64(g, "m4", "private");
+        uint64_t private = gmem_query_u64(g->qts, "m4", "private");
+        uint64_t mappings = gmem_query_u64(g->qts, "m4", "dma-mappings");
         uint64_t want = g_str_has_suffix(label, "-private") ? PAGE : 0;
 
-        if (private != want || !backend_u64(g, "m4", "dma-mappings")) {
+        if (private != want || !mappings) {
             return g_strdup_printf("the plugged dimm has 0x%" PRIx64
                                    " private bytes, not 0x%" PRIx64 ", and"
                                    " %" PRIu64 " DMA mappings", private, want,
-                                   backend_u64(g, "m4", "dma-mappings"));
+                                   mappings);
         }
     }
     return NULL;

@@ -46,6 +46,19 @@ static inline QDict *gmem_query_one(QTestState *qts, const char *id)
     return found;
 }
 
+/* One number of backend @id's entry; both must exist. */
+static inline uint64_t gmem_query_u64(QTestState *qts, const char *id,
+                                      const char *key)
+{
+    QDict *info = gmem_query_one(qts, id);
+    uint64_t v;
+
+    g_assert(qdict_haskey(info, key));
+    v = qdict_get_int(info, key);
+    qobject_unref(info);
+    return v;
+}
+
 static inline int gmem_query_count(QTestState *qts)
 {
     QList *list = gmem_query_all(qts);

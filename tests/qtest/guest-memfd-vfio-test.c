@@ -36,11 +36,7 @@ static QTestState *vfio_start(const char *ram_size, const char *backend)
 
 static uint64_t mem0(QTestState *qts, const char *key)
 {
-    QDict *info = gmem_query_one(qts, "mem0");
-    uint64_t v = qdict_get_int(info, key);
-
-    qobject_unref(info);
-    return v;
+    return gmem_query_u64(qts, "mem0", key);
 }
 
 static void convert(QTestState *qts, uint64_t gpa, uint64_t size,
@@ -49,6 +45,18 @@ static void convert(QTestState *qts, uint64_t gpa, uint64_t size,
     qtest_qmp_assert_success(qts, "{'execute': 'x-guest-memfd-convert',"
                              " 'arguments': {'gpa': %" PRIu64 ", 'size': %"
                              PRIu64 ", 'private': %i}}", gpa, size, private);
+}
+
+/*
+ * Make SCATTERED pages from @base on @private, each inside a different
+ * 2 MiB unit and at none's edge.
+ */
+#define SCATTERED   64
+static void convert_scattered(QTestState *qts, uint64_t base, bool private)
+{
+    for (unsigned i = 0; i < SCATTERED; i++) {
+        convert(qts, base + i * (15 * MiB + 20 * KiB), 4 * KiB, private);
+    }
 }
 
 /*
@@ -61,28 +69,23 @@ static void test_model_scattered(void)
     QTestState *qts = vfio_start("2G", "memory-backend-guest-memfd,"
                                  "pagesize=1G,kernel-model=on,"
                                  "x-simulated-pool=on");
-    /* 64 pages, each inside a different unit, none at its edge. */
-    const uint64_t base = 1 * GiB + 64 * KiB, stride = 15 * MiB + 20 * KiB;
+    const uint64_t base = 1 * GiB + 64 * KiB;
     uint64_t n0 = mem0(qts, "dma-mappings");
 
     /* All shared to begin with: one mapping per 2 MiB. */
     g_assert_cmpuint(n0, >=, 2 * GiB / UNIT);
     g_assert_cmpuint(n0, <=, 2 * GiB / UNIT + EDGES);
-    for (unsigned i = 0; i < 64; i++) {
-        convert(qts, base + i * stride, 4 * KiB, true);
-    }
+    convert_scattered(qts, base, true);
     /* Each private page cut its unit in two. */
-    g_assert_cmpuint(mem0(qts, "dma-mappings"), ==, n0 + 64);
-    g_assert_cmpuint(mem0(qts, "dma-remaps"), ==, 64);
+    g_assert_cmpuint(mem0(qts, "dma-mappings"), ==, n0 + SCATTERED);
+    g_assert_cmpuint(mem0(qts, "dma-remaps"), ==, SCATTERED);
     g_test_message("64 scattered private pages: %" PRIu64 " DMA mappings,"
                    " longest remap %" PRIu64 " us",
                    mem0(qts, "dma-mappings"),
                    mem0(qts, "dma-remap-max-ns") / 1000);
 
-    for (unsigned i = 0; i < 64; i++) {
-        convert(qts, base + i * stride, 4 * KiB, false);
-    }
-    g_assert_cmpuint(mem0(qts, "dma-mappings"), ==, n0 + 128);
+    convert_scattered(qts, base, false);
+    g_assert_cmpuint(mem0(qts, "dma-mappings"), ==, n0 + 2 * SCATTERED);
 
     /* The whole folio private: every one of its mappings goes. */
     convert(qts, 1 * GiB, 1 * GiB, true);
@@ -150,7 +153,10 @@ static void make_half_private(QTestState *qts, uint64_t bytes)
  */
 static void test_mapping_counts(void)
 {
-    static const char *const sizes[] = { "1G", "4G" };
+    static const struct {
+        const char *name;
+        uint64_t bytes;
+    } sizes[] = { { "1G", 1 * GiB }, { "4G", 4 * GiB } };
     static const struct {
         const char *name;
         const char *backend;
@@ -165,8 +171,8 @@ static void test_mapping_counts(void)
     g_autofree char *log = g_build_filename(dir, "trace", NULL);
     GString *table = g_string_new("DMA mappings of one VFIO container:\n");
 
-    g_string_append_printf(table, "  %-28s %8s %8s\n", "guest", sizes[0],
-                           sizes[1]);
+    g_string_append_printf(table, "  %-28s %8s %8s\n", "guest",
+                           sizes[0].name, sizes[1].name);
     for (size_t i = 0; i < ARRAY_SIZE(guests); i++) {
         g_string_append_printf(table, "  %-28s", guests[i].name);
         for (size_t j = 0; j < ARRAY_SIZE(sizes); j++) {
@@ -176,8 +182,8 @@ static void test_mapping_counts(void)
                 " -object %s,id=mem0,size=%s -nodefaults -S"
                 " -device pcie-root-port,id=rp0"
                 " -trace vfio_listener_region_add_ram -D %s",
-                sizes[j], guests[i].backend, sizes[j], log);
-            uint64_t bytes = (j ? 4 : 1) * GiB, n = 0;
+                sizes[j].name, guests[i].backend, sizes[j].name, log);
+            uint64_t bytes = sizes[j].bytes, n = 0;
 
             /* Converted first: the count, not the remaps, is the point. */
             if (guests[i].half_private) {
@@ -226,6 +232,20 @@ static bool param_set(const char *path, const char *value)
 }
 
 /*
+ * Lower type1's limit for the containers created from now on, keeping the
+ * old value in *@saved; false (the case skips) where it cannot be.
+ */
+static bool dma_limit_lower(const char *limit, char **saved)
+{
+    if (!g_file_get_contents(DMA_LIMIT, saved, NULL, NULL) ||
+        !param_set(DMA_LIMIT, limit)) {
+        g_test_skip("cannot lower vfio_iommu_type1's limit (" DMA_LIMIT ")");
+        return false;
+    }
+    return true;
+}
+
+/*
  * A container that cannot map the shared memory fails the device, at
  * startup and on device_add, with the numbers and the remedies.  type1's
  * limit is lowered to 100 mappings; 1 GiB all shared needs 513.
@@ -239,9 +259,7 @@ static void test_over_the_limit(void)
     QDict *resp;
     int status;
 
-    if (!g_file_get_contents(DMA_LIMIT, &saved, NULL, NULL) ||
-        !param_set(DMA_LIMIT, "100")) {
-        g_test_skip("cannot lower vfio_iommu_type1's limit (" DMA_LIMIT ")");
+    if (!dma_limit_lower("100", &saved)) {
         return;
     }
     args = g_strdup_printf("-accel kvm -machine q35,memory-backend=mem0"
@@ -286,23 +304,18 @@ static void test_over_the_limit(void)
  */
 static void test_model_refused(void)
 {
-    const uint64_t base = 16 * MiB + 64 * KiB, stride = 15 * MiB + 20 * KiB;
     g_autofree char *saved = NULL;
     uint64_t private, mappings, refused, refused0;
     QTestState *qts;
 
-    if (!g_file_get_contents(DMA_LIMIT, &saved, NULL, NULL) ||
-        !param_set(DMA_LIMIT, "530")) {
-        g_test_skip("cannot lower vfio_iommu_type1's limit (" DMA_LIMIT ")");
+    if (!dma_limit_lower("530", &saved)) {
         return;
     }
     qts = vfio_start("1G", "memory-backend-guest-memfd,kernel-model=on");
     /* The limit holds for new containers only: back at once. */
     g_assert(param_set(DMA_LIMIT, saved));
     refused0 = mem0(qts, "dma-refused");
-    for (unsigned i = 0; i < 64; i++) {
-        convert(qts, base + i * stride, 4 * KiB, true);
-    }
+    convert_scattered(qts, 16 * MiB + 64 * KiB, true);
     private = mem0(qts, "private");
     mappings = mem0(qts, "dma-mappings");
     refused = mem0(qts, "dma-refused");
@@ -311,7 +324,7 @@ static void test_model_refused(void)
                    " %" PRIu64 " pieces handed out, %" PRIu64 " refused",
                    mappings, refused);
     g_assert_cmpuint(refused0, ==, 0);
-    g_assert_cmpuint(private, ==, 64 * 4 * KiB);
+    g_assert_cmpuint(private, ==, SCATTERED * 4 * KiB);
     g_assert_cmpuint(refused, >, 0);
     g_assert_cmpuint(mappings - refused, <=, 530);
 }
