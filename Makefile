@@ -18,8 +18,6 @@ SHELL := /bin/bash
 TOP := $(CURDIR)
 SRC := build/src
 BLD := build/qemu
-OPTION_ROMS := $(addprefix pc-bios/,multiboot.bin multiboot_dma.bin linuxboot.bin \
-	linuxboot_dma.bin kvmvapic.bin pvh.bin)
 QEMU := $(BLD)/qemu-system-x86_64
 JOBS ?= $(shell nproc)
 
@@ -45,23 +43,27 @@ deps:
 assemble: deps
 	@scripts/assemble
 
-# Reconfigure only when the flags change (or the tree was never configured).
-configure: assemble
-	@flags='$(CONFIGURE_FLAGS)'; \
-	if [ ! -f $(BLD)/build.ninja ] || [ "$$(cat $(BLD)/.configure-flags 2>/dev/null)" != "$$flags" ]; then \
-		echo "configure: $$flags"; \
-		rm -rf $(BLD); mkdir -p $(BLD); \
-		(cd $(BLD) && eval ../src/configure $$flags) > build/configure.log 2>&1 || \
-			{ tail -n 30 build/configure.log; echo "configure failed: see build/configure.log"; exit 1; }; \
-		echo "$$flags" > $(BLD)/.configure-flags; \
+# Configure tree $(1) with flags $(2), logging to $(3), only when the
+# flags change (or the tree was never configured); $(4) names it.
+define configure-tree
+	@flags='$(2)'; \
+	if [ ! -f $(1)/build.ninja ] || [ "$$(cat $(1)/.configure-flags 2>/dev/null)" != "$$flags" ]; then \
+		echo "configure$(4): $$flags"; \
+		rm -rf $(1); mkdir -p $(1); \
+		(cd $(1) && eval ../src/configure $$flags) > $(3) 2>&1 || \
+			{ tail -n 30 $(3); echo "configure failed: see $(3)"; exit 1; }; \
+		echo "$$flags" > $(1)/.configure-flags; \
 	fi
+endef
+
+configure: assemble
+	$(call configure-tree,$(BLD),$(CONFIGURE_FLAGS),build/configure.log,)
 
 build: configure
 	@v="qemu-gmem1g $$(git describe --always --dirty --tags 2>/dev/null || echo unknown)"; \
 	[ "$$(cat $(SRC)/FORK-VERSION 2>/dev/null)" = "$$v" ] || echo "$$v" > $(SRC)/FORK-VERSION
-	@# The option ROMs first, one at a time: each runs make in the same
-	@# directory, and two at once race on its generated config-cc.mak.
-	@flock build/.build-lock ninja -C $(BLD) -j1 $(OPTION_ROMS) > build/option-roms.log 2>&1 || \
+	@# The option ROMs first, one at a time (they race: scripts/option-roms).
+	@flock build/.build-lock scripts/option-roms $(BLD) > build/option-roms.log 2>&1 || \
 		{ cat build/option-roms.log; exit 1; }
 	@# Leave out the generation steps (ninja runs some every time): compiling
 	@# and linking show what a build really does.
@@ -73,14 +75,7 @@ build: configure
 # sources: make check builds what its suite needs and runs it there.
 BLD_NOKVM := build/qemu-nokvm
 configure-nokvm: configure
-	@flags='$(subst --enable-kvm,--disable-kvm,$(CONFIGURE_FLAGS))'; \
-	if [ ! -f $(BLD_NOKVM)/build.ninja ] || [ "$$(cat $(BLD_NOKVM)/.configure-flags 2>/dev/null)" != "$$flags" ]; then \
-		echo "configure (without KVM): $$flags"; \
-		rm -rf $(BLD_NOKVM); mkdir -p $(BLD_NOKVM); \
-		(cd $(BLD_NOKVM) && eval ../src/configure $$flags) > build/configure-nokvm.log 2>&1 || \
-			{ tail -n 30 build/configure-nokvm.log; echo "configure failed: see build/configure-nokvm.log"; exit 1; }; \
-		echo "$$flags" > $(BLD_NOKVM)/.configure-flags; \
-	fi
+	$(call configure-tree,$(BLD_NOKVM),$(subst --enable-kvm,--disable-kvm,$(CONFIGURE_FLAGS)),build/configure-nokvm.log, (without KVM))
 
 check: build configure-nokvm
 	@scripts/check
