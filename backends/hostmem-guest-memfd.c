@@ -52,26 +52,6 @@ struct HostMemoryBackendGuestMemfd {
     Error *migration_blocker;
 };
 
-/*
- * Only this backend creates in-place guest_memfd RAM, so the owner of such
- * a region is one of these: no type lookup on the memory API's path.
- */
-static HostMemoryBackendGuestMemfd *gmem_of(Object *backend)
-{
-    return container_of(backend, HostMemoryBackendGuestMemfd,
-                        parent_obj.parent);
-}
-
-GuestMemfdRegion *guest_memfd_backend_region(Object *backend)
-{
-    return gmem_of(backend)->region;
-}
-
-GuestMemfdFile *guest_memfd_backend_file(Object *backend)
-{
-    return gmem_of(backend)->file;
-}
-
 static bool gmem_init_shared(HostMemoryBackendGuestMemfd *g)
 {
     MachineState *ms = MACHINE(qdev_get_machine());
@@ -111,6 +91,7 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
     ERRP_GUARD();
     HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(backend);
     g_autofree char *name = host_memory_backend_get_name(backend);
+    const char *id = object_get_canonical_path_component(OBJECT(backend));
     bool init_shared = gmem_init_shared(g);
     uint32_t ram_flags = backend->reserve ? 0 : RAM_NORESERVE;
     GuestMemfdFile *file;
@@ -215,10 +196,12 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
             file, memory_region_get_ram_ptr(&backend->mr));
     }
     g->file = file;
-    g->region = guest_memfd_region_new(backend, file, &backend->mr, variant);
-    /* Private pages are "discarded": migration and dump skip them. */
-    memory_region_set_ram_discard_manager(&backend->mr,
-                                          RAM_DISCARD_MANAGER(backend));
+    /*
+     * The page state attaches itself to the RAM: private pages are
+     * "discarded" to its listeners (VFIO), migration and dump.
+     */
+    g->region = guest_memfd_region_new(file, &backend->mr, id ?: "?",
+                                       variant);
     qemu_register_resettable(OBJECT(backend));
     if (kvm_enabled()) {
         guest_memfd_kvm_serve_guest_requests();
@@ -251,7 +234,6 @@ static void gmem_finalize(Object *obj)
     HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(obj);
 
     if (g->region) {
-        memory_region_set_ram_discard_manager(&MEMORY_BACKEND(obj)->mr, NULL);
         qemu_unregister_resettable(obj);
         guest_memfd_region_free(g->region);
         guest_memfd_close(g->file);
@@ -355,7 +337,6 @@ static void gmem_class_init(ObjectClass *oc, void *data)
 
     bc->alloc = gmem_alloc;
     bc->prealloc = gmem_prealloc;
-    guest_memfd_rdm_class_init(RAM_DISCARD_MANAGER_CLASS(oc));
     rc->get_state = gmem_reset_state;
     rc->phases.hold = gmem_reset_hold;
 
@@ -391,7 +372,6 @@ static const TypeInfo gmem_backend_info = {
     .class_init = gmem_class_init,
     .instance_size = sizeof(HostMemoryBackendGuestMemfd),
     .interfaces = (InterfaceInfo[]) {
-        { TYPE_RAM_DISCARD_MANAGER },
         { TYPE_RESETTABLE_INTERFACE },
         { }
     },

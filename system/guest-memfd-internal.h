@@ -14,8 +14,14 @@
 #include "qemu/units.h"
 #include "system/guest-memfd.h"
 
+/*
+ * A QOM object (its type is defined with its RamDiscardManager, in
+ * guest-memfd-rdm.c) whose life guest-memfd.c runs: guest_memfd_region_new()
+ * and guest_memfd_region_free().
+ */
 struct GuestMemfdRegion {
-    HostMemoryBackend *backend;     /* owns the region and the file */
+    Object parent_obj;
+    MemoryRegion *mr;               /* maps the file; we are its RDM */
     char *variant;                  /* the kernel interface, for users */
     GuestMemfdState state;
     /* Private pages cannot migrate: blocked while there are any. */

@@ -206,27 +206,34 @@ bool guest_memfd_kvm_in_place_supported(KVMState *s)
     return guest_memfd_kvm_can_map(&caps);
 }
 
-/* The KVM guest_memfd file of an in-place block; NULL for other blocks. */
-static GmemKvmFile *kvm_file_of(RAMBlock *rb)
+/* The guest_memfd file an in-place block maps; NULL for other blocks. */
+static GuestMemfdFile *block_file(RAMBlock *rb)
 {
-    GuestMemfdFile *f;
+    GuestMemfdRegion *r;
 
     if (!(rb->flags & RAM_GUEST_MEMFD_IN_PLACE)) {
         return NULL;
     }
-    f = guest_memfd_backend_file(rb->mr->owner);
+    r = guest_memfd_region_of(rb->mr);
+    return r ? guest_memfd_region_file(r) : NULL;
+}
+
+/* The KVM guest_memfd file of an in-place block; NULL for other blocks. */
+static GmemKvmFile *kvm_file_of(RAMBlock *rb)
+{
+    GuestMemfdFile *f = block_file(rb);
+
     return f && f->ops == &kvm_ops ? container_of(f, GmemKvmFile, f) : NULL;
 }
 
 void *guest_memfd_kvm_slot_userspace(RAMBlock *rb, void *ram)
 {
-    GuestMemfdFile *f;
+    GuestMemfdFile *f = block_file(rb);
     uint8_t *view;
 
-    if (!(rb->flags & RAM_GUEST_MEMFD_IN_PLACE)) {
+    if (!f) {
         return ram;
     }
-    f = guest_memfd_backend_file(rb->mr->owner);
     view = guest_memfd_is_model(f) ? guest_memfd_model_guest_view(f) : NULL;
     return view ? view + ((uint8_t *)ram - rb->host) : ram;
 }

@@ -4,15 +4,16 @@
  * query-guest-memfd, x-guest-memfd-convert, x-guest-memfd-pin and
  * info guest-memfd
  *
- * Regions are found where users name them: the memory-backend-guest-memfd
- * objects under /objects.
+ * Regions are found where the memory core keeps them: attached to the RAM
+ * blocks that map their files.  Users name them by their backends' ids.
  */
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-guest-memfd.h"
 #include "qemu/cutils.h"
-#include "qom/object.h"
+#include "exec/cpu-common.h"
+#include "exec/ramblock.h"
 #include "monitor/hmp.h"
 #include "monitor/monitor.h"
 #include "system/guest-memfd-model.h"
@@ -74,32 +75,6 @@ static GuestMemfdInfo *region_info(GuestMemfdRegion *r)
     return info;
 }
 
-/* The region of @obj, if it is a memory-backend-guest-memfd that has one. */
-static GuestMemfdRegion *object_region(Object *obj)
-{
-    if (!obj || !object_dynamic_cast(obj, TYPE_MEMORY_BACKEND_GUEST_MEMFD)) {
-        return NULL;
-    }
-    return guest_memfd_backend_region(obj);
-}
-
-/* The backend called @id, or NULL. */
-static GuestMemfdRegion *region_by_id(const char *id)
-{
-    return object_region(object_resolve_path_component(
-                             object_get_objects_root(), id));
-}
-
-static int add_region(Object *obj, void *opaque)
-{
-    GuestMemfdRegion *r = object_region(obj);
-
-    if (r) {
-        g_ptr_array_add(opaque, r);
-    }
-    return 0;
-}
-
 static gint compare_names(gconstpointer a, gconstpointer b)
 {
     const GuestMemfdRegion *ra = *(GuestMemfdRegion * const *)a;
@@ -108,14 +83,46 @@ static gint compare_names(gconstpointer a, gconstpointer b)
     return strcmp(ra->state.name, rb->state.name);
 }
 
+static int add_region(RAMBlock *rb, void *opaque)
+{
+    GuestMemfdRegion *r = guest_memfd_region_of(rb->mr);
+
+    if (r) {
+        g_ptr_array_add(opaque, r);
+    }
+    return 0;
+}
+
+/* Every region, in order of their ids. */
+static GPtrArray *all_regions(void)
+{
+    GPtrArray *regions = g_ptr_array_new();
+
+    qemu_ram_foreach_block(add_region, regions);
+    g_ptr_array_sort(regions, compare_names);
+    return regions;
+}
+
+/* The region of the backend called @id, or NULL. */
+static GuestMemfdRegion *region_by_id(const char *id)
+{
+    g_autoptr(GPtrArray) regions = all_regions();
+
+    for (guint i = 0; i < regions->len; i++) {
+        GuestMemfdRegion *r = regions->pdata[i];
+
+        if (!strcmp(r->state.name, id)) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
 GuestMemfdInfoList *qmp_query_guest_memfd(Error **errp)
 {
-    g_autoptr(GPtrArray) regions = g_ptr_array_new();
+    g_autoptr(GPtrArray) regions = all_regions();
     GuestMemfdInfoList *head = NULL, **tail = &head;
 
-    /* In order of their ids: /objects itself has no order. */
-    object_child_foreach(object_get_objects_root(), add_region, regions);
-    g_ptr_array_sort(regions, compare_names);
     for (guint i = 0; i < regions->len; i++) {
         QAPI_LIST_APPEND(tail, region_info(regions->pdata[i]));
     }

@@ -31,6 +31,7 @@
 #include "qapi/error.h"
 #include "qemu/error-report.h"
 #include "qemu/lockable.h"
+#include "qemu/module.h"
 #include "qemu/timer.h"
 #include "exec/memory.h"
 #include "guest-memfd-internal.h"
@@ -40,11 +41,6 @@ typedef struct Run {
     uint64_t offset;
     uint64_t len;
 } Run;
-
-static GuestMemfdRegion *rdm_region(const RamDiscardManager *rdm)
-{
-    return guest_memfd_backend_region(OBJECT(rdm));
-}
 
 /* Narrow @s to [offset, offset + len) of its region; false if empty. */
 static bool section_clip(MemoryRegionSection *s, uint64_t offset,
@@ -458,7 +454,7 @@ static uint64_t rdm_get_min_granularity(const RamDiscardManager *rdm,
 static bool rdm_is_populated(const RamDiscardManager *rdm,
                              const MemoryRegionSection *section)
 {
-    GuestMemfdRegion *r = rdm_region(rdm);
+    GuestMemfdRegion *r = GUEST_MEMFD_REGION(rdm);
     uint64_t offset = section->offset_within_region, len;
     uint64_t end = offset + int128_get64(section->size);
 
@@ -474,7 +470,7 @@ static int replay(const RamDiscardManager *rdm, MemoryRegionSection *section,
                   bool shared, ReplayRamPopulate populate,
                   ReplayRamDiscard discard, void *opaque)
 {
-    GuestMemfdRegion *r = rdm_region(rdm);
+    GuestMemfdRegion *r = GUEST_MEMFD_REGION(rdm);
     g_autoptr(GArray) runs = NULL;
 
     QEMU_LOCK_GUARD(&r->listeners_lock);
@@ -517,7 +513,7 @@ static void rdm_register_listener(RamDiscardManager *rdm,
                                   RamDiscardListener *rdl,
                                   MemoryRegionSection *section)
 {
-    GuestMemfdRegion *r = rdm_region(rdm);
+    GuestMemfdRegion *r = GUEST_MEMFD_REGION(rdm);
     g_autoptr(GArray) runs = NULL;
     guint told;
 
@@ -536,7 +532,7 @@ static void rdm_register_listener(RamDiscardManager *rdm,
 static void rdm_unregister_listener(RamDiscardManager *rdm,
                                     RamDiscardListener *rdl)
 {
-    GuestMemfdRegion *r = rdm_region(rdm);
+    GuestMemfdRegion *r = GUEST_MEMFD_REGION(rdm);
     g_autoptr(GArray) runs = NULL;
 
     QEMU_LOCK_GUARD(&r->listeners_lock);
@@ -547,8 +543,10 @@ static void rdm_unregister_listener(RamDiscardManager *rdm,
     rdl->section = NULL;
 }
 
-void guest_memfd_rdm_class_init(RamDiscardManagerClass *rdmc)
+static void guest_memfd_region_class_init(ObjectClass *oc, void *data)
 {
+    RamDiscardManagerClass *rdmc = RAM_DISCARD_MANAGER_CLASS(oc);
+
     rdmc->get_min_granularity = rdm_get_min_granularity;
     rdmc->is_populated = rdm_is_populated;
     rdmc->replay_populated = rdm_replay_populated;
@@ -556,3 +554,26 @@ void guest_memfd_rdm_class_init(RamDiscardManagerClass *rdmc)
     rdmc->register_listener = rdm_register_listener;
     rdmc->unregister_listener = rdm_unregister_listener;
 }
+
+/*
+ * The region is a QOM object for this interface alone: it is the
+ * RamDiscardManager of the RAM that maps its file, as virtio-mem is of
+ * its memdev's.
+ */
+static const TypeInfo guest_memfd_region_info = {
+    .name = TYPE_GUEST_MEMFD_REGION,
+    .parent = TYPE_OBJECT,
+    .instance_size = sizeof(GuestMemfdRegion),
+    .class_init = guest_memfd_region_class_init,
+    .interfaces = (InterfaceInfo[]) {
+        { TYPE_RAM_DISCARD_MANAGER },
+        { }
+    },
+};
+
+static void guest_memfd_region_register_types(void)
+{
+    type_register_static(&guest_memfd_region_info);
+}
+
+type_init(guest_memfd_region_register_types);

@@ -3,12 +3,13 @@
  *
  * In-place guest_memfd page-state core
  *
- * One GuestMemfdRegion per memory-backend-guest-memfd object: the file's
- * page state (guest-memfd-state.c) and what the rest of QEMU needs from
- * it: guest-physical ranges resolved to regions and validated before
- * anything changes, the memory-API guard on private pages, the migration
- * blocker and reset.  Listeners (guest-memfd-rdm.c) and the management
- * commands (guest-memfd-qmp.c) are beside it.
+ * One GuestMemfdRegion per guest_memfd file that RAM maps in place: the
+ * file's page state (guest-memfd-state.c), attached to that RAM, and what
+ * the rest of QEMU needs from it: guest-physical ranges resolved to
+ * regions and validated before anything changes, the memory-API guard on
+ * private pages, the migration blocker and reset.  The backend creates and
+ * frees a region; nothing here calls it.  Listeners (guest-memfd-rdm.c)
+ * and the management commands (guest-memfd-qmp.c) are beside it.
  */
 
 #include "qemu/osdep.h"
@@ -19,7 +20,6 @@
 #include "qom/object.h"
 #include "exec/address-spaces.h"
 #include "exec/memory.h"
-#include "system/hostmem.h"
 #include "guest-memfd-internal.h"
 #include "trace.h"
 
@@ -48,17 +48,16 @@ static void region_private_changed(void *opaque)
     qemu_bh_schedule(r->blocker_bh);
 }
 
-GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,
-                                         GuestMemfdFile *file,
-                                         MemoryRegion *mr,
+GuestMemfdRegion *guest_memfd_region_new(GuestMemfdFile *file,
+                                         MemoryRegion *mr, const char *name,
                                          const char *variant)
 {
-    GuestMemfdRegion *r = g_new0(GuestMemfdRegion, 1);
-    const char *id = object_get_canonical_path_component(OBJECT(backend));
+    GuestMemfdRegion *r = GUEST_MEMFD_REGION(object_new(
+                                                 TYPE_GUEST_MEMFD_REGION));
 
-    r->backend = backend;
+    r->mr = mr;
     r->variant = g_strdup(variant);
-    guest_memfd_state_init(&r->state, file, id ?: "?");
+    guest_memfd_state_init(&r->state, file, name);
     qemu_rec_mutex_init(&r->listeners_lock);
     QLIST_INIT(&r->listeners);
     guest_memfd_rdm_init(r);
@@ -66,7 +65,12 @@ GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,
     r->state.private_changed = region_private_changed;
     r->state.opaque = r;
     qemu_bh_schedule(r->blocker_bh);
-    /* The memory API's inline check reads the page state from here. */
+    /*
+     * Attached to the RAM: listeners (VFIO), migration and dump find it as
+     * the RamDiscardManager, and the memory API's inline check reads the
+     * page state from the region's bitmap.
+     */
+    memory_region_set_ram_discard_manager(mr, RAM_DISCARD_MANAGER(r));
     mr->guest_memfd_shared = r->state.shared.bits;
     trace_guest_memfd_region_new(r->state.name, file->size, file->page_size,
                                  variant);
@@ -81,25 +85,33 @@ void guest_memfd_region_free(GuestMemfdRegion *r)
     trace_guest_memfd_region_free(r->state.name);
     /* Listeners go with the mapping, which went before the backend. */
     assert(QLIST_EMPTY(&r->listeners));
+    r->mr->guest_memfd_shared = NULL;
+    memory_region_set_ram_discard_manager(r->mr, NULL);
     qemu_bh_delete(r->blocker_bh);
     migrate_del_blocker(&r->migration_blocker);
     guest_memfd_rdm_destroy(r);
     guest_memfd_state_destroy(&r->state);
     qemu_rec_mutex_destroy(&r->listeners_lock);
     g_free(r->variant);
-    g_free(r);
+    object_unref(OBJECT(r));
 }
 
 GuestMemfdRegion *guest_memfd_region_of(MemoryRegion *mr)
 {
-    /* Only the backend's RAM carries a page-state bitmap. */
-    return mr->guest_memfd_shared ? guest_memfd_backend_region(mr->owner) :
-                                    NULL;
+    /* Only a region's RAM carries a page-state bitmap. */
+    return mr->guest_memfd_shared ?
+           GUEST_MEMFD_REGION(memory_region_get_ram_discard_manager(mr)) :
+           NULL;
+}
+
+GuestMemfdFile *guest_memfd_region_file(GuestMemfdRegion *r)
+{
+    return r->state.file;
 }
 
 bool guest_memfd_map_ref(MemoryRegion *mr, hwaddr offset, hwaddr len)
 {
-    GuestMemfdRegion *r = guest_memfd_backend_region(mr->owner);
+    GuestMemfdRegion *r = guest_memfd_region_of(mr);
     bool mapped;
 
     if (!r || !len) {
@@ -114,7 +126,7 @@ bool guest_memfd_map_ref(MemoryRegion *mr, hwaddr offset, hwaddr len)
 
 void guest_memfd_map_unref(MemoryRegion *mr, hwaddr offset, hwaddr len)
 {
-    GuestMemfdRegion *r = guest_memfd_backend_region(mr->owner);
+    GuestMemfdRegion *r = guest_memfd_region_of(mr);
 
     if (r && len) {
         guest_memfd_state_unmap(&r->state, offset, len);
@@ -124,7 +136,7 @@ void guest_memfd_map_unref(MemoryRegion *mr, hwaddr offset, hwaddr len)
 bool guest_memfd_range_has_private(MemoryRegion *mr, hwaddr offset,
                                    hwaddr len)
 {
-    GuestMemfdRegion *r = guest_memfd_backend_region(mr->owner);
+    GuestMemfdRegion *r = guest_memfd_region_of(mr);
     bool denied;
 
     if (!r || !len || offset >= r->state.file->size) {

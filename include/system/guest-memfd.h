@@ -3,35 +3,39 @@
  *
  * In-place guest_memfd page-state core
  *
- * Every memory-backend-guest-memfd object has one GuestMemfdRegion: QEMU's
- * view of which 4 KiB pages of its guest_memfd file are shared and which
- * are private.  Every conversion, whatever asked for it (a guest
- * page-state request, a memory fault, QMP), goes through
- * guest_memfd_convert_gpa(), which calls the kernel (or its model) and
- * keeps that view exactly equal to what the kernel did.  The backend owns
- * the region, the file and the RAM MemoryRegion that maps it.
+ * Every memory-backend-guest-memfd object creates one GuestMemfdRegion:
+ * QEMU's view of which 4 KiB pages of its guest_memfd file are shared and
+ * which are private.  The region attaches itself to the RAM MemoryRegion
+ * that maps the file, as that region's RamDiscardManager (shared pages are
+ * "populated"), which is where the memory core, KVM, VFIO and migration
+ * find it; nothing here calls back into the backend.  Every conversion,
+ * whatever asked for it (a guest page-state request, a memory fault, QMP),
+ * goes through guest_memfd_convert_gpa(), which calls the kernel (or its
+ * model) and keeps that view exactly equal to what the kernel did.
  */
 
 #ifndef SYSTEM_GUEST_MEMFD_H
 #define SYSTEM_GUEST_MEMFD_H
 
 #include "exec/hwaddr.h"
+#include "qom/object.h"
 #include "system/guest-memfd-state.h"
 
 #define TYPE_MEMORY_BACKEND_GUEST_MEMFD "memory-backend-guest-memfd"
 
-typedef struct GuestMemfdRegion GuestMemfdRegion;
-typedef struct HostMemoryBackend HostMemoryBackend;
+#define TYPE_GUEST_MEMFD_REGION "guest-memfd-region"
+OBJECT_DECLARE_SIMPLE_TYPE(GuestMemfdRegion, GUEST_MEMFD_REGION)
+
 typedef struct MemoryRegion MemoryRegion;
-typedef struct RamDiscardManagerClass RamDiscardManagerClass;
 
 /*
- * The page state of @file, which @backend created and maps with @mr;
- * @variant names the kernel interface.  The region does not own the file.
+ * The page state of @file, which @mr maps, attached to @mr; @name is for
+ * users (the backend's id), @variant names the kernel interface.  The
+ * region does not own the file: its creator closes it after
+ * guest_memfd_region_free(), which detaches the region from @mr.
  */
-GuestMemfdRegion *guest_memfd_region_new(HostMemoryBackend *backend,
-                                         GuestMemfdFile *file,
-                                         MemoryRegion *mr,
+GuestMemfdRegion *guest_memfd_region_new(GuestMemfdFile *file,
+                                         MemoryRegion *mr, const char *name,
                                          const char *variant);
 void guest_memfd_region_free(GuestMemfdRegion *r);
 
@@ -40,12 +44,8 @@ void guest_memfd_region_free(GuestMemfdRegion *r);
  * else.
  */
 GuestMemfdRegion *guest_memfd_region_of(MemoryRegion *mr);
-/*
- * The region and the file of @backend, a memory-backend-guest-memfd (the
- * owner of in-place guest_memfd RAM): NULL until it has created them.
- */
-GuestMemfdRegion *guest_memfd_backend_region(Object *backend);
-GuestMemfdFile *guest_memfd_backend_file(Object *backend);
+/* The file whose page state @r is. */
+GuestMemfdFile *guest_memfd_region_file(GuestMemfdRegion *r);
 
 /*
  * Convert a guest-physical range.  The whole range must be RAM of in-place
@@ -83,13 +83,6 @@ bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,
  */
 bool guest_memfd_convert_memory(hwaddr gpa, uint64_t size, bool to_private,
                                 int *ret);
-
-/*
- * The backend's RamDiscardManager (VFIO and other listeners): shared pages
- * are "populated", private pages "discarded".  Listeners are told to drop
- * pages before they become private and to map them once they are shared.
- */
-void guest_memfd_rdm_class_init(RamDiscardManagerClass *rdmc);
 
 /* All pages back to the file's initial state (system reset). */
 void guest_memfd_region_reset(GuestMemfdRegion *r);

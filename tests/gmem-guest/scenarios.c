@@ -403,6 +403,8 @@ static bool edu_init(void)
     pci_write32(bdf, 0x04, pci_read32(bdf, 0x04) | 0x6);
     /* See above: MMIO registers. */
     edu = (volatile uint64_t *)(uintptr_t)(pci_read32(bdf, 0x10) & ~0xfu);
+    con_printf("# edu at %02x:%02x.%x, registers at 0x%lx\n", bdf >> 8,
+               (bdf >> 3) & 0x1f, bdf & 7, (unsigned long)(uintptr_t)edu);
     fill(EDU_SRC, 1, 10);
     CHECK(edu_dma(EDU_SRC, EDU_BUFFER, false), "DMA from RAM timed out");
     return true;
@@ -548,6 +550,8 @@ static void run_command(const char *line)
     for (const Scenario *s = scenarios; s->name; s++) {
         if (str_eq(s->name, word)) {
             check_failures = 0;
+            /* Says the command arrived, should the scenario hang. */
+            con_printf("# running %s\n", word);
             con_printf("%s - %s\n", s->run(args) ? "not ok" : "ok", word);
             return;
         }

@@ -132,6 +132,33 @@ static const char *guest_kernel(void)
     return path;
 }
 
+/*
+ * The guest fell silent: say where its vCPU stands, so that a hang can be
+ * told from a wedged QEMU.  A QEMU whose main loop is stuck answers no
+ * QMP command; the alarm then ends the test, which says as much.
+ */
+static void guest_report_silence(Guest *g)
+{
+    g_autofree char *regs = NULL;
+    g_auto(GStrv) lines = NULL;
+    QDict *resp;
+
+    alarm(60);
+    resp = qtest_qmp(g->qts, "{'execute': 'query-status'}");
+    g_test_message("QEMU's run state: %s",
+                   qdict_get_str(qdict_get_qdict(resp, "return"), "status"));
+    qobject_unref(resp);
+    regs = qtest_hmp(g->qts, "info registers");
+    lines = g_strsplit(regs, "\n", -1);
+    for (char **l = lines; *l; l++) {
+        if (g_str_has_prefix(*l, "RAX=") || g_str_has_prefix(*l, "RIP=") ||
+            g_str_has_prefix(*l, "EAX=") || g_str_has_prefix(*l, "EIP=")) {
+            g_test_message("vCPU: %s", *l);
+        }
+    }
+    alarm(0);
+}
+
 /* The next line of the guest's console, without its end; fails on EOF. */
 static char *guest_line(Guest *g, int seconds)
 {
@@ -152,6 +179,7 @@ static char *guest_line(Guest *g, int seconds)
             return line;
         }
         if (g_get_monotonic_time() > deadline) {
+            guest_report_silence(g);
             g_error("gmem-guest said nothing for %d s (so far: \"%s\")",
                     seconds, g->in->str);
         }

@@ -13,6 +13,7 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qemu/module.h"
 #include "qemu/units.h"
 #include "exec/memory.h"
 #include "system/guest-memfd-internal.h"
@@ -33,15 +34,16 @@ typedef struct TestListener {
     int refuse_page;            /* refuse a run with this page; -1: none */
 } TestListener;
 
-static GuestMemfdRegion *the_region;
+/*
+ * The memory core's interface and its section copies (without references:
+ * no MemoryRegion here), which this test does not link.
+ */
+static const TypeInfo ram_discard_manager_info = {
+    .parent = TYPE_INTERFACE,
+    .name = TYPE_RAM_DISCARD_MANAGER,
+    .class_size = sizeof(RamDiscardManagerClass),
+};
 
-/* The backend, as the RamDiscardManager code finds the region. */
-GuestMemfdRegion *guest_memfd_backend_region(Object *backend)
-{
-    return the_region;
-}
-
-/* The memory core's copies, without references: no MemoryRegion here. */
 MemoryRegionSection *memory_region_section_new_copy(MemoryRegionSection *s)
 {
     return g_memdup2(s, sizeof(*s));
@@ -107,7 +109,7 @@ static void test_discard(RamDiscardListener *rdl, MemoryRegionSection *s)
 }
 
 typedef struct Fixture {
-    RamDiscardManagerClass rdmc;
+    RamDiscardManagerClass *rdmc;
     RamDiscardManager *rdm;
     GuestMemfdRegion r;
     MemoryRegionSection section;
@@ -118,16 +120,16 @@ typedef struct Fixture {
 static void fixture_init_file(Fixture *fx, GuestMemfdFile *file)
 {
     memset(fx, 0, sizeof(*fx));
-    guest_memfd_rdm_class_init(&fx->rdmc);
-    /* Only ever handed back to guest_memfd_backend_region(). */
-    fx->rdm = (RamDiscardManager *)fx;
+    /* The region as guest_memfd_region_new() makes it, with no RAM. */
+    object_initialize(&fx->r, sizeof(fx->r), TYPE_GUEST_MEMFD_REGION);
+    fx->rdm = RAM_DISCARD_MANAGER(&fx->r);
+    fx->rdmc = RAM_DISCARD_MANAGER_GET_CLASS(fx->rdm);
     guest_memfd_state_init(&fx->r.state, file ?:
                            guest_memfd_null_create(PAGES * PAGE, 4 * PAGE,
                                                    false), "t");
     qemu_rec_mutex_init(&fx->r.listeners_lock);
     QLIST_INIT(&fx->r.listeners);
     guest_memfd_rdm_init(&fx->r);
-    the_region = &fx->r;
     fx->section = (MemoryRegionSection) {
         .size = int128_make64(PAGES * PAGE),
         .offset_within_address_space = BASE,
@@ -152,12 +154,12 @@ static void fixture_destroy(Fixture *fx)
     guest_memfd_state_destroy(&fx->r.state);
     guest_memfd_close(f);
     qemu_rec_mutex_destroy(&fx->r.listeners_lock);
-    the_region = NULL;
+    object_unref(OBJECT(&fx->r));
 }
 
 static void add_listener(Fixture *fx, TestListener *l)
 {
-    fx->rdmc.register_listener(fx->rdm, &l->rdl, &fx->section);
+    fx->rdmc->register_listener(fx->rdm, &l->rdl, &fx->section);
 }
 
 static bool convert(Fixture *fx, uint64_t first, uint64_t n, bool to_private,
@@ -224,8 +226,8 @@ static void test_follows(void)
     g_assert(convert(&fx, 0, PAGES, false, NULL, &error_abort));
     assert_mirrors(&fx, &fx.b);
 
-    fx.rdmc.unregister_listener(fx.rdm, &fx.a.rdl);
-    fx.rdmc.unregister_listener(fx.rdm, &fx.b.rdl);
+    fx.rdmc->unregister_listener(fx.rdm, &fx.a.rdl);
+    fx.rdmc->unregister_listener(fx.rdm, &fx.b.rdl);
     for (uint64_t p = 0; p < PAGES; p++) {
         g_assert_false(fx.a.mapped[p] || fx.b.mapped[p]);
     }
@@ -269,8 +271,8 @@ static void test_refused(void)
     g_assert(convert(&fx, 8, 12, false, NULL, &error_abort));
     assert_mirrors(&fx, &fx.a);
     assert_mirrors(&fx, &fx.b);
-    fx.rdmc.unregister_listener(fx.rdm, &fx.a.rdl);
-    fx.rdmc.unregister_listener(fx.rdm, &fx.b.rdl);
+    fx.rdmc->unregister_listener(fx.rdm, &fx.a.rdl);
+    fx.rdmc->unregister_listener(fx.rdm, &fx.b.rdl);
     fixture_destroy(&fx);
 }
 
@@ -320,8 +322,8 @@ static void test_partial(void)
     g_assert(convert(&fx, 0, PAGES, true, NULL, &error_abort));
     assert_mirrors(&fx, &fx.a);
     g_assert(guest_memfd_model_check(f, &error_abort));
-    fx.rdmc.unregister_listener(fx.rdm, &fx.a.rdl);
-    fx.rdmc.unregister_listener(fx.rdm, &fx.b.rdl);
+    fx.rdmc->unregister_listener(fx.rdm, &fx.a.rdl);
+    fx.rdmc->unregister_listener(fx.rdm, &fx.b.rdl);
     fixture_destroy(&fx);
 }
 
@@ -368,14 +370,14 @@ static void test_replay(void)
 
     fixture_init(&fx);
     g_assert(convert(&fx, 6, 2, false, NULL, &error_abort));
-    g_assert_false(fx.rdmc.is_populated(fx.rdm, &part));
-    g_assert_true(fx.rdmc.is_populated(fx.rdm, &shared));
-    g_assert_cmpuint(fx.rdmc.get_min_granularity(fx.rdm, NULL), ==,
+    g_assert_false(fx.rdmc->is_populated(fx.rdm, &part));
+    g_assert_true(fx.rdmc->is_populated(fx.rdm, &shared));
+    g_assert_cmpuint(fx.rdmc->get_min_granularity(fx.rdm, NULL), ==,
                      GUEST_MEMFD_DMA_UNIT);
 
-    g_assert_cmpint(fx.rdmc.replay_populated(fx.rdm, &part, replay_mark,
+    g_assert_cmpint(fx.rdmc->replay_populated(fx.rdm, &part, replay_mark,
                                              seen), ==, 0);
-    fx.rdmc.replay_discarded(fx.rdm, &part, replay_mark_discarded, seen);
+    fx.rdmc->replay_discarded(fx.rdm, &part, replay_mark_discarded, seen);
     for (uint64_t p = 0; p < PAGES; p++) {
         int want = p < 4 || p >= 12 ? 0 : p == 6 || p == 7 ? 1 : 2;
 
@@ -404,7 +406,7 @@ static void test_units(void)
     fixture_init(&fx);
     g_assert(convert(&fx, 0, PAGES, false, NULL, &error_abort));
     add_listener(&fx, &fx.a);
-    fx.rdmc.register_listener(fx.rdm, &fx.b.rdl, &part);
+    fx.rdmc->register_listener(fx.rdm, &fx.b.rdl, &part);
     g_assert_cmpuint(fx.a.pieces, ==, PAGES / unit);
     g_assert_cmpuint(fx.b.pieces, ==, 2);       /* 100..511, 512..699 */
     g_assert_cmpuint(guest_memfd_rdm_mappings(&fx.r), ==, PAGES / unit + 2);
@@ -439,14 +441,16 @@ static void test_units(void)
     g_assert_cmpuint(fx.b.pieces, ==, 0);
     g_assert_cmpuint(guest_memfd_rdm_mappings(&fx.r), ==, 0);
     g_assert_cmpuint(fx.r.units, ==, 0);
-    fx.rdmc.unregister_listener(fx.rdm, &fx.a.rdl);
-    fx.rdmc.unregister_listener(fx.rdm, &fx.b.rdl);
+    fx.rdmc->unregister_listener(fx.rdm, &fx.a.rdl);
+    fx.rdmc->unregister_listener(fx.rdm, &fx.b.rdl);
     fixture_destroy(&fx);
 }
 
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    type_register_static(&ram_discard_manager_info);
+    module_call_init(MODULE_INIT_QOM);
     g_test_add_func("/guest-memfd-rdm/follows", test_follows);
     g_test_add_func("/guest-memfd-rdm/refused", test_refused);
     g_test_add_func("/guest-memfd-rdm/partial", test_partial);
