@@ -28,11 +28,22 @@ struct GuestMemfdRegion {
     QEMUBH *blocker_bh;
     Error *migration_blocker;
     /*
-     * RamDiscardManager listeners (VFIO): shared = populated.  The lock
-     * covers every conversion and every replay, with or without the BQL,
-     * and is held while listeners are told, outside the page state's lock.
+     * RamDiscardManager listeners (VFIO): shared = populated.  Locks,
+     * outermost first; every path takes them in this order only:
+     *  1. the BQL: QMP, the PSC device, memslot updates and reset convert
+     *     with it; KVM exits (KVM_HC_MAP_GPA_RANGE, memory faults) convert
+     *     on vCPU threads without it.
+     *  2. listeners_lock: one attempt at a conversion, a replay, a
+     *     listener's (un)registration.  Held while listeners are told, so
+     *     a listener must neither take the BQL nor call back into us.
+     *  3. the page state's lock (GuestMemfdState): its bitmap, counters and
+     *     QEMU's own mappings (address_space_map(), on any thread).
+     *  4. the kernel model's lock, inside each call into the model.
+     * A conversion that waits to retry (a referenced page) holds none of
+     * 2-4 while it waits; the BQL stays with a caller that holds it.  The
+     * memory API reads the bitmap without a lock.
      */
-    QemuRecMutex listeners_lock;
+    QemuMutex listeners_lock;
     QLIST_HEAD(, RamDiscardListener) listeners;
     /*
      * What the listeners are told to map, in pieces (guest-memfd-rdm.c):

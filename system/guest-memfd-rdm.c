@@ -23,8 +23,8 @@
  *
  * Conversions come from vCPU threads without the BQL (KVM exits) as well
  * as from the main loop, so everything here runs under the region's
- * listeners_lock, which is recursive: a listener may replay from its
- * callback.  Listeners are called with it held and must not take the BQL.
+ * listeners_lock; the order of all the locks is written once, at
+ * GuestMemfdRegion (guest-memfd-internal.h).
  */
 
 #include "qemu/osdep.h"
@@ -317,14 +317,17 @@ static bool undo_shared(GuestMemfdRegion *r, GArray *runs)
 
     for (guint i = 0; i < runs->len; i++) {
         Run *run = &g_array_index(runs, Run, i);
-        Error *err = NULL;
+        uint64_t cur = run->offset, end = run->offset + run->len;
+        /* Once, not retried: this runs under the listeners' lock. */
+        int ret = guest_memfd_state_convert_step(&r->state, &cur, end, true);
 
-        if (guest_memfd_state_convert(&r->state, run->offset, run->len, true,
-                                      NULL, &err)) {
+        if (ret) {
             g_autoptr(GArray) left = runs_of(r, run->offset, run->len, true);
 
-            warn_reportf_err(err, "guest_memfd %s: undoing a refused"
-                             " conversion to shared: ", r->state.name);
+            warn_report("guest_memfd %s: undoing a refused conversion to"
+                        " shared: 0x%" PRIx64 "+0x%" PRIx64 " stays shared"
+                        " (%s)", r->state.name, cur, end - cur,
+                        strerror(-ret));
             g_array_append_vals(stuck, left->data, left->len);
         }
     }
@@ -349,32 +352,37 @@ static void units_restore(GuestMemfdRegion *r, GArray *units)
 }
 
 /*
- * Before pages turn private, nobody maps them: the units that hold any of
- * [offset, offset + size) are dropped whole (type1 cannot unmap part of a
- * mapping), then the kernel converts, then what stays shared of each unit
- * is mapped again, as one unit per run.  A request that converted nothing
- * leaves the units as they were.  Between the drop and the new maps a
- * device's DMA to those shared pages faults: that window is timed.
+ * One attempt at turning [*cur, end) private.  Before pages turn private,
+ * nobody maps them: the units that hold any of the range are dropped whole
+ * (type1 cannot unmap part of a mapping), then the kernel converts, then
+ * what stays shared of each unit is mapped again, as one unit per run, so
+ * that between attempts every shared page is mapped.  An attempt that
+ * converted nothing leaves the units as they were.  Between the drop and
+ * the new maps a device's DMA to those shared pages faults: that window is
+ * timed.
  */
-static int convert_to_private(GuestMemfdRegion *r, uint64_t offset,
-                              uint64_t size, uint64_t *done, Error **errp)
+static int private_step(void *opaque, uint64_t *cur, uint64_t end,
+                        bool to_private)
 {
-    g_autoptr(GArray) units = units_of(r, offset, size);
-    int64_t start = get_clock(), ns;
+    GuestMemfdRegion *r = opaque;
+    uint64_t offset = *cur;
+    g_autoptr(GArray) units = NULL;
+    int64_t start, ns;
     int ret;
 
+    QEMU_LOCK_GUARD(&r->listeners_lock);
+    units = units_of(r, offset, end - offset);
+    start = get_clock();
     tell_all(r, units, false);
     units_forget(r, units);
-    ret = guest_memfd_state_convert(&r->state, offset, size, true, done,
-                                    errp);
+    ret = guest_memfd_state_convert_step(&r->state, cur, end, true);
     units_restore(r, units);
     ns = get_clock() - start;
     for (guint i = 0; i < units->len && !QLIST_EMPTY(&r->listeners); i++) {
         Run *unit = &g_array_index(units, Run, i);
 
         /* A unit reaching past the range kept pages that were remapped. */
-        if (unit->offset < offset ||
-            unit->offset + unit->len > offset + size) {
+        if (unit->offset < offset || unit->offset + unit->len > end) {
             r->unit_splits++;
             r->unit_split_ns_max = MAX(r->unit_split_ns_max, ns);
             trace_guest_memfd_rdm_unit_split(r->state.name, unit->offset,
@@ -429,15 +437,19 @@ int guest_memfd_rdm_convert(GuestMemfdRegion *r, uint64_t offset,
                             uint64_t size, bool to_private,
                             uint64_t *done, Error **errp)
 {
-    /* vCPU threads convert without the BQL (KVM exits): lock first. */
-    QEMU_LOCK_GUARD(&r->listeners_lock);
+    if (to_private) {
+        /* Each attempt locks; the delay before a retry does not. */
+        return guest_memfd_state_convert_by(&r->state, offset, size, true,
+                                            private_step, r, done, errp);
+    }
     if (!guest_memfd_state_range_ok(&r->state, offset, size)) {
         /* A range the state refuses as it is. */
-        return guest_memfd_state_convert(&r->state, offset, size, to_private,
+        return guest_memfd_state_convert(&r->state, offset, size, false,
                                          done, errp);
     }
-    return to_private ? convert_to_private(r, offset, size, done, errp) :
-                        convert_to_shared(r, offset, size, done, errp);
+    /* The kernel never finds a page too referenced to share: no retry. */
+    QEMU_LOCK_GUARD(&r->listeners_lock);
+    return convert_to_shared(r, offset, size, done, errp);
 }
 
 /*

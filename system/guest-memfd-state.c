@@ -164,13 +164,48 @@ bool guest_memfd_state_range_ok(GuestMemfdState *s, uint64_t offset,
            size <= s->file->size && offset <= s->file->size - size;
 }
 
-int guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
-                              uint64_t size, bool to_private, uint64_t *done,
-                              Error **errp)
+int guest_memfd_state_convert_step(GuestMemfdState *s, uint64_t *cur,
+                                   uint64_t end, bool to_private)
 {
-    uint64_t cur = offset, end = offset + size, error_offset = 0;
+    uint64_t error_offset = 0;
+    int ret;
+
+    QEMU_LOCK_GUARD(&s->lock);
+    if (state_range_is(s, *cur, end - *cur, to_private)) {
+        /* Nothing to do: the kernel would return at once as well. */
+        *cur = end;
+        return 0;
+    }
+    ret = state_kernel_convert(s, *cur, end - *cur, to_private,
+                               &error_offset);
+    if (!ret) {
+        *cur = end;
+    } else if (ret == -EAGAIN && error_offset > *cur && error_offset < end) {
+        /* Pages in front of the referenced one are free to convert. */
+        ret = state_kernel_convert(s, *cur, error_offset - *cur, to_private,
+                                   &error_offset);
+        if (!ret) {
+            *cur = error_offset;
+            ret = -EAGAIN;
+        }
+    }
+    return ret;
+}
+
+static int state_step(void *opaque, uint64_t *cur, uint64_t end,
+                      bool to_private)
+{
+    return guest_memfd_state_convert_step(opaque, cur, end, to_private);
+}
+
+int guest_memfd_state_convert_by(GuestMemfdState *s, uint64_t offset,
+                                 uint64_t size, bool to_private,
+                                 GuestMemfdConvertStep step, void *opaque,
+                                 uint64_t *done, Error **errp)
+{
+    uint64_t cur = offset, end = offset + size;
     unsigned attempt = 0, delay = CONVERT_RETRY_DELAY_US;
-    int ret = 0;
+    int ret;
 
     if (done) {
         *done = 0;
@@ -183,57 +218,35 @@ int guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
     }
 
     trace_guest_memfd_convert(s->name, offset, size, to_private);
-    qemu_mutex_lock(&s->lock);
-    if (state_range_is(s, offset, size, to_private)) {
-        /* Nothing to do: the kernel would return at once as well. */
-        cur = end;
-    }
-    while (cur < end) {
-        ret = state_kernel_convert(s, cur, end - cur, to_private,
-                                   &error_offset);
-        if (ret != -EAGAIN) {
-            if (!ret) {
-                cur = end;
-            }
-            break;
-        }
-        /* Pages in front of the referenced one are free to convert. */
-        if (error_offset > cur && error_offset < end) {
-            ret = state_kernel_convert(s, cur, error_offset - cur, to_private,
-                                       &error_offset);
-            if (ret) {
-                break;
-            }
-            cur = error_offset;
-            ret = -EAGAIN;
-        }
-        if (attempt == CONVERT_RETRIES) {
+    for (;;) {
+        ret = step(opaque, &cur, end, to_private);
+        if (ret != -EAGAIN || attempt == CONVERT_RETRIES) {
             break;
         }
         attempt++;
-        s->counters.retried++;
+        WITH_QEMU_LOCK_GUARD(&s->lock) {
+            s->counters.retried++;
+        }
         trace_guest_memfd_convert_retry(s->name, cur, attempt, delay);
-        qemu_mutex_unlock(&s->lock);
+        /* No lock of ours is held: what holds the page can let it go. */
         g_usleep(delay);
-        qemu_mutex_lock(&s->lock);
         delay *= 2;
     }
 
-    if (cur == end) {
-        if (to_private) {
+    WITH_QEMU_LOCK_GUARD(&s->lock) {
+        if (ret) {
+            s->counters.failed++;
+        } else if (to_private) {
             s->counters.to_private++;
         } else {
             s->counters.to_shared++;
         }
-    } else {
-        s->counters.failed++;
     }
-    qemu_mutex_unlock(&s->lock);
     if (done) {
         *done = cur - offset;
     }
-    trace_guest_memfd_convert_done(s->name, offset, cur - offset, cur == end);
-    if (cur == end) {
+    trace_guest_memfd_convert_done(s->name, offset, cur - offset, !ret);
+    if (!ret) {
         return 0;
     }
     if (ret == -EAGAIN) {
@@ -248,6 +261,14 @@ int guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
                    cur - offset, convert_failure_cause(ret));
     }
     return ret;
+}
+
+int guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
+                              uint64_t size, bool to_private, uint64_t *done,
+                              Error **errp)
+{
+    return guest_memfd_state_convert_by(s, offset, size, to_private,
+                                        state_step, s, done, errp);
 }
 
 bool guest_memfd_state_map(GuestMemfdState *s, uint64_t offset,

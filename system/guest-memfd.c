@@ -58,7 +58,7 @@ GuestMemfdRegion *guest_memfd_region_new(GuestMemfdFile *file,
     r->mr = mr;
     r->variant = g_strdup(variant);
     guest_memfd_state_init(&r->state, file, name);
-    qemu_rec_mutex_init(&r->listeners_lock);
+    qemu_mutex_init(&r->listeners_lock);
     QLIST_INIT(&r->listeners);
     guest_memfd_rdm_init(r);
     r->blocker_bh = qemu_bh_new(region_update_blocker, r);
@@ -91,7 +91,7 @@ void guest_memfd_region_free(GuestMemfdRegion *r)
     migrate_del_blocker(&r->migration_blocker);
     guest_memfd_rdm_destroy(r);
     guest_memfd_state_destroy(&r->state);
-    qemu_rec_mutex_destroy(&r->listeners_lock);
+    qemu_mutex_destroy(&r->listeners_lock);
     g_free(r->variant);
     object_unref(OBJECT(r));
 }

@@ -73,6 +73,28 @@ int guest_memfd_state_convert(GuestMemfdState *s, uint64_t offset,
                               uint64_t size, bool to_private, uint64_t *done,
                               Error **errp);
 
+/*
+ * One attempt at converting [*cur, end), with the state's lock held for
+ * it: 0 when all of it has the requested state, or the kernel's negative
+ * errno.  *cur moves past what was converted: with -EAGAIN, up to the
+ * referenced page.
+ */
+int guest_memfd_state_convert_step(GuestMemfdState *s, uint64_t *cur,
+                                   uint64_t end, bool to_private);
+
+/*
+ * guest_memfd_state_convert(), each attempt made by @step (which wraps
+ * guest_memfd_state_convert_step() in what its caller must do around
+ * it, under its own locks).  Between attempts nothing is locked, so that
+ * the delay before a retry holds up nobody.
+ */
+typedef int (*GuestMemfdConvertStep)(void *opaque, uint64_t *cur,
+                                     uint64_t end, bool to_private);
+int guest_memfd_state_convert_by(GuestMemfdState *s, uint64_t offset,
+                                 uint64_t size, bool to_private,
+                                 GuestMemfdConvertStep step, void *opaque,
+                                 uint64_t *done, Error **errp);
+
 /* Is any page of [offset, offset + len) private?  (len > 0, in range) */
 bool guest_memfd_state_any_private(GuestMemfdState *s, uint64_t offset,
                                    uint64_t len);

@@ -127,7 +127,7 @@ static void fixture_init_file(Fixture *fx, GuestMemfdFile *file)
     guest_memfd_state_init(&fx->r.state, file ?:
                            guest_memfd_null_create(PAGES * PAGE, 4 * PAGE,
                                                    false), "t");
-    qemu_rec_mutex_init(&fx->r.listeners_lock);
+    qemu_mutex_init(&fx->r.listeners_lock);
     QLIST_INIT(&fx->r.listeners);
     guest_memfd_rdm_init(&fx->r);
     fx->section = (MemoryRegionSection) {
@@ -153,7 +153,7 @@ static void fixture_destroy(Fixture *fx)
     guest_memfd_rdm_destroy(&fx->r);
     guest_memfd_state_destroy(&fx->r.state);
     guest_memfd_close(f);
-    qemu_rec_mutex_destroy(&fx->r.listeners_lock);
+    qemu_mutex_destroy(&fx->r.listeners_lock);
     object_unref(OBJECT(&fx->r));
 }
 
