@@ -145,7 +145,7 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
     } else {
         file = guest_memfd_kvm_create(backend->size, g->page_size,
                                       init_shared, errp);
-        variant = file ? guest_memfd_kvm_variant() : NULL;
+        variant = file ? guest_memfd_kvm_variant(file) : NULL;
         /* The file is the RAMBlock's guest_memfd: KVM binds it. */
         ram_flags |= RAM_GUEST_MEMFD;
     }

@@ -23,9 +23,15 @@ GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
     return NULL;
 }
 
-const char *guest_memfd_kvm_variant(void)
+const char *guest_memfd_kvm_variant(GuestMemfdFile *f)
 {
-    return "no KVM";
+    g_assert_not_reached();     /* there is no KVM file without KVM */
+}
+
+void guest_memfd_kvm_bindings(GuestMemfdFile *f, unsigned *memslots,
+                              uint64_t *bound)
+{
+    g_assert_not_reached();
 }
 
 void guest_memfd_kvm_serve_guest_requests(void)

@@ -28,9 +28,6 @@
 #include "system/guest-memfd-uapi.h"
 #include "trace.h"
 
-static GuestMemfdKvmCaps caps;
-static bool probed;
-
 typedef struct GmemKvmBinding {
     uint64_t offset;
     uint64_t size;
@@ -38,27 +35,32 @@ typedef struct GmemKvmBinding {
 
 typedef struct GmemKvmFile {
     GuestMemfdFile f;
+    /* What the kernel offered when the file was made: how to convert. */
+    GuestMemfdKvmCaps caps;
+    char *variant;
     /* Ranges of the file bound into memslots, one per memslot. */
     GArray *bindings;
 } GmemKvmFile;
+
+static GmemKvmFile *kvm_file(GuestMemfdFile *f)
+{
+    return container_of(f, GmemKvmFile, f);
+}
 
 static int vm_check_cap(void *opaque, unsigned cap)
 {
     return kvm_vm_check_extension(opaque, cap);
 }
 
-static void probe(void)
+/* What this VM's KVM offers (a few KVM_CHECK_EXTENSIONs). */
+static void read_caps(GuestMemfdKvmCaps *caps)
 {
-    if (probed) {
-        return;
-    }
-    probed = true;
-    guest_memfd_kvm_read_caps(vm_check_cap, kvm_state, &caps);
-    trace_guest_memfd_kvm_probe(caps.gmem, caps.flags, caps.huge,
-                                caps.convert);
+    guest_memfd_kvm_read_caps(vm_check_cap, kvm_state, caps);
+    trace_guest_memfd_kvm_probe(caps->gmem, caps->flags, caps->huge,
+                                caps->convert);
 }
 
-const char *guest_memfd_kvm_variant(void)
+static char *variant_name(const GuestMemfdKvmCaps *caps)
 {
     static const char *const huge[] = {
         [GMEM_HUGE_NONE] = "4K pages",
@@ -70,12 +72,26 @@ const char *guest_memfd_kvm_variant(void)
         [GMEM_CONVERT_V8] = "in-place conversion (attributes2)",
         [GMEM_CONVERT_RFC2] = "in-place conversion (RFC v2)",
     };
-    static char buf[128];
 
-    probe();
-    snprintf(buf, sizeof(buf), "kvm: %s, %s", huge[caps.huge],
-             conv[caps.convert]);
-    return buf;
+    return g_strdup_printf("kvm: %s, %s", huge[caps->huge],
+                           conv[caps->convert]);
+}
+
+const char *guest_memfd_kvm_variant(GuestMemfdFile *f)
+{
+    return kvm_file(f)->variant;
+}
+
+void guest_memfd_kvm_bindings(GuestMemfdFile *f, unsigned *memslots,
+                              uint64_t *bound)
+{
+    GArray *bindings = kvm_file(f)->bindings;
+
+    *memslots = bindings->len;
+    *bound = 0;
+    for (guint i = 0; i < bindings->len; i++) {
+        *bound += g_array_index(bindings, GmemKvmBinding, i).size;
+    }
 }
 
 static int kvm_file_convert(GuestMemfdFile *f, uint64_t offset, uint64_t size,
@@ -83,7 +99,7 @@ static int kvm_file_convert(GuestMemfdFile *f, uint64_t offset, uint64_t size,
 {
     int ret;
 
-    switch (caps.convert) {
+    switch (kvm_file(f)->caps.convert) {
     case GMEM_CONVERT_V8: {
         struct gmem_v8_memory_attributes2 a = {
             .offset = offset, .size = size,
@@ -127,10 +143,11 @@ static int kvm_file_allocate(GuestMemfdFile *f, uint64_t offset,
 
 static void kvm_file_close(GuestMemfdFile *f)
 {
-    GmemKvmFile *kf = container_of(f, GmemKvmFile, f);
+    GmemKvmFile *kf = kvm_file(f);
 
     close(f->fd);
     g_array_free(kf->bindings, true);
+    g_free(kf->variant);
     g_free(kf);
 }
 
@@ -146,6 +163,7 @@ GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
 {
     ERRP_GUARD();
     struct gmem_create_with_order arg = { .size = size };
+    GuestMemfdKvmCaps caps;
     GuestMemfdKvmPlan plan;
     uint64_t error_offset;
     GmemKvmFile *kf;
@@ -158,7 +176,7 @@ GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
                           " guest_memfd kernel (development and tests).\n");
         return NULL;
     }
-    probe();
+    read_caps(&caps);
     if (!guest_memfd_kvm_plan(&caps, page_size, init_shared, &plan, errp)) {
         return NULL;
     }
@@ -181,6 +199,8 @@ GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
         return NULL;
     }
     kf = g_new0(GmemKvmFile, 1);
+    kf->caps = caps;
+    kf->variant = variant_name(&caps);
     kf->bindings = g_array_new(false, false, sizeof(GmemKvmBinding));
     kf->f.ops = &kvm_ops;
     kf->f.size = size;
@@ -201,8 +221,10 @@ GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
 
 bool guest_memfd_kvm_in_place_supported(KVMState *s)
 {
+    GuestMemfdKvmCaps caps;
+
     assert(s == kvm_state);
-    probe();
+    read_caps(&caps);
     return guest_memfd_kvm_can_map(&caps);
 }
 
@@ -223,7 +245,7 @@ static GmemKvmFile *kvm_file_of(RAMBlock *rb)
 {
     GuestMemfdFile *f = block_file(rb);
 
-    return f && f->ops == &kvm_ops ? container_of(f, GmemKvmFile, f) : NULL;
+    return f && f->ops == &kvm_ops ? kvm_file(f) : NULL;
 }
 
 void *guest_memfd_kvm_slot_userspace(RAMBlock *rb, void *ram)
@@ -255,8 +277,6 @@ bool guest_memfd_kvm_slot_bind(RAMBlock *rb, uint64_t offset, uint64_t size)
         }
     }
     g_array_append_val(kf->bindings, b);
-    kf->f.kvm_memslots++;
-    kf->f.kvm_bound += size;
     return true;
 }
 
@@ -273,8 +293,6 @@ void guest_memfd_kvm_slot_unbind(RAMBlock *rb, uint64_t offset,
 
         if (o->offset == offset && o->size == size) {
             g_array_remove_index_fast(kf->bindings, i);
-            kf->f.kvm_memslots--;
-            kf->f.kvm_bound -= size;
             return;
         }
     }

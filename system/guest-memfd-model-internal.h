@@ -19,6 +19,7 @@
 #include "qemu/units.h"
 #include "system/guest-memfd-model.h"
 #include "system/guest-memfd-shared-pages.h"
+#include "guest-memfd-model-hooks.h"
 
 #define MODEL_PAGE 4096ULL
 #define MODEL_PAGE_SHIFT 12

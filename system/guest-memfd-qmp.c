@@ -16,6 +16,7 @@
 #include "exec/ramblock.h"
 #include "monitor/hmp.h"
 #include "monitor/monitor.h"
+#include "system/guest-memfd-kvm.h"
 #include "system/guest-memfd-model.h"
 #include "guest-memfd-internal.h"
 
@@ -40,8 +41,6 @@ static GuestMemfdInfo *region_info(GuestMemfdRegion *r)
     info->failed = st.counters.failed;
     info->retried = st.counters.retried;
     info->kernel_calls = st.counters.kernel_calls;
-    info->kvm_memslots = f->kvm_memslots;
-    info->kvm_bound = f->kvm_bound;
     info->dma_mappings = guest_memfd_rdm_mappings(r);
     info->dma_remaps = r->unit_splits;
     info->dma_remap_max_ns = r->unit_split_ns_max;
@@ -67,10 +66,17 @@ static GuestMemfdInfo *region_info(GuestMemfdRegion *r)
             info->pool->in_use = pool.in_use;
         }
     } else {
+        bool huge = f->page_size > GUEST_MEMFD_PAGE_SIZE;
+        unsigned memslots;
+        uint64_t bound;
+
         info->kernel = GUEST_MEMFD_KERNEL_KVM;
-        info->backing = g_strdup(f->page_size > GUEST_MEMFD_PAGE_SIZE ?
-                                 "kvm hugetlb" : "kvm");
-        info->folios_merged = info->folios - info->folios_split;
+        info->backing = g_strdup(huge ? "kvm hugetlb" : "kvm");
+        /* KVM does not say what is allocated; 4 KiB folios never merge. */
+        info->folios_merged = huge ? info->folios - info->folios_split : 0;
+        guest_memfd_kvm_bindings(f, &memslots, &bound);
+        info->kvm_memslots = memslots;
+        info->kvm_bound = bound;
     }
     return info;
 }
@@ -184,10 +190,15 @@ void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
         monitor_printf(mon, "%s: %s in %s pages (%s; %s)\n", i->id, size,
                        page, i->variant, i->backing);
         monitor_printf(mon, "  shared %s, private %s\n", shared, private);
-        monitor_printf(mon, "  folios %" PRIu64 ": split %" PRIu64
-                       ", merged %" PRIu64 ", waiting %" PRIu64 "\n",
-                       i->folios, i->folios_split, i->folios_merged,
-                       i->folios_waiting);
+        if (i->page_size > GUEST_MEMFD_PAGE_SIZE) {
+            monitor_printf(mon, "  folios %" PRIu64 ": split %" PRIu64
+                           ", merged %" PRIu64 ", waiting %" PRIu64 "\n",
+                           i->folios, i->folios_split, i->folios_merged,
+                           i->folios_waiting);
+        } else {
+            monitor_printf(mon, "  folios %" PRIu64 " (4 KiB: never split"
+                           " or merged)\n", i->folios);
+        }
         monitor_printf(mon, "  conversions: to-shared %" PRIu64
                        ", to-private %" PRIu64 ", failed %" PRIu64
                        ", retried %" PRIu64 ", kernel calls %" PRIu64 "\n",

@@ -27,9 +27,6 @@ struct GuestMemfdFile {
     uint64_t page_size;     /* folio size of the file: 4 KiB, 2 MiB or 1 GiB */
     bool init_shared;       /* every page started shared */
     int fd;                 /* what QEMU mmaps (MAP_SHARED) for shared pages */
-    /* KVM memslots that bind the file, and the bytes they cover */
-    unsigned kvm_memslots;
-    uint64_t kvm_bound;
 };
 
 struct GuestMemfdKernelOps {

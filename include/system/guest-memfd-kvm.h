@@ -13,8 +13,11 @@
 /* Create a guest_memfd with KVM; a clear error naming the fix otherwise. */
 GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
                                        bool init_shared, Error **errp);
-/* What the running kernel offers, for users ("kvm: 4K pages, ..."). */
-const char *guest_memfd_kvm_variant(void);
+/* What the kernel offered KVM file @f, for users ("kvm: 4K pages, ..."). */
+const char *guest_memfd_kvm_variant(GuestMemfdFile *f);
+/* The memslots that bind KVM file @f, and the bytes they cover. */
+void guest_memfd_kvm_bindings(GuestMemfdFile *f, unsigned *memslots,
+                              uint64_t *bound);
 
 /*
  * Can VM @s have guest_memfd memslots without the PRIVATE memory

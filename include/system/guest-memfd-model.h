@@ -95,24 +95,4 @@ bool guest_memfd_model_pool(uint64_t page_size, GuestMemfdModelPool *out);
  */
 bool guest_memfd_model_simulate_pool(uint64_t page_size, Error **errp);
 
-/*
- * Faults a test can inject (guest_memfd_model_inject(), test-only); each
- * fires on the next @count matching calls.  The state machine and the pool
- * check for them; in QEMU the counters stay 0.
- */
-typedef enum GuestMemfdModelFault {
-    GMEM_MODEL_FAULT_CREATE_ENOMEM,     /* create: pool reservation fails */
-    GMEM_MODEL_FAULT_CONVERT_EAGAIN,    /* convert to private: -EAGAIN */
-    GMEM_MODEL_FAULT_SPLIT_ENOMEM,      /* split: -ENOMEM (vmemmap restore) */
-    GMEM_MODEL_FAULT_PUNCH_EAGAIN,      /* punch_hole: -EAGAIN */
-    GMEM_MODEL_FAULT__MAX,
-} GuestMemfdModelFault;
-
-/*
- * A counter of the host's hugetlb pool of @page_size, e.g. "free_hugepages"
- * (/sys/kernel/mm/hugepages); -1 if the host has no such pool.  The pool
- * follows the host's with it; tests compare the two.
- */
-int64_t guest_memfd_host_hugetlb(uint64_t page_size, const char *what);
-
 #endif

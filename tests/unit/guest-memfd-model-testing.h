@@ -14,6 +14,7 @@
 #define TESTS_UNIT_GUEST_MEMFD_MODEL_TESTING_H
 
 #include "system/guest-memfd-model.h"
+#include "system/guest-memfd-model-hooks.h"
 
 /* Mappability of a 4 KiB page, as on the 2025-02-06 design slide. */
 typedef enum GuestMemfdMappability {
