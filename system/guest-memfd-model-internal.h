@@ -44,6 +44,11 @@ typedef struct ModelPool {
     unsigned long *pfn_used;
     uint64_t pfn_limit;     /* bits in pfn_used */
     uint64_t pfn_cursor;
+    /*
+     * The slide's stash: pool page number -> the size of the huge folio
+     * that page started, while that folio is split.
+     */
+    GHashTable *split_sizes;
 } ModelPool;
 
 typedef struct ModelFile {

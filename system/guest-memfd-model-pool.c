@@ -34,6 +34,11 @@
 #include "qemu/bitops.h"
 #include "system/guest-memfd-model-internal.h"
 
+/*
+ * The host's pools, one per page size as the kernel's hstates are: every
+ * model file of the process draws on them, as every guest_memfd of a host
+ * draws on its hugetlb pools, so they are the process's, like the lock.
+ */
 static ModelPool pools[3] = {
     { .id = 0, .page_size = 4 * KiB },
     { .id = 1, .page_size = 2 * MiB },
@@ -151,6 +156,9 @@ bool gmem_model_pool_reserve(ModelPool *p, uint64_t n, Error **errp)
                    p->real ? "host hugetlb" : "simulated",
                    p->free - p->reserved, p->total);
         return false;
+    }
+    if (!p->split_sizes) {
+        p->split_sizes = g_hash_table_new(g_direct_hash, g_direct_equal);
     }
     p->reserved += n;
     p->files++;

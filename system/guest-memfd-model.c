@@ -27,9 +27,9 @@
  *   change.
  *
  * - folio_split() / folio_merge() are the hugetlb restructuring: a split
- *   stashes the folio's original size in a table keyed by its "physical
- *   address" (pool and pool page number, see stash_key()); the merge looks
- *   it up there, as the slide says.
+ *   stashes the folio's original size in its pool, keyed by its
+ *   "physical address" (the pool page number); the merge looks it up
+ *   there, as the slide says.
  *
  * - folio_put() is the folio_put callback: it runs when the last reference
  *   of a folio that waits for it goes (at once if there is none) and merges
@@ -51,7 +51,6 @@
 #include "system/guest-memfd-model-internal.h"
 
 QemuMutex gmem_model_lock;
-static GHashTable *stash;           /* "physical address" -> folio size */
 unsigned gmem_model_faults[GMEM_MODEL_FAULT__MAX];
 
 /*
@@ -72,16 +71,11 @@ bool gmem_model_fault_fires(GuestMemfdModelFault fault)
     return true;
 }
 
-static uint64_t stash_key(ModelFile *mf, ModelFolio *folio)
-{
-    return ((uint64_t)mf->pool->id << 48) | folio->pfn;
-}
-
 uint64_t gmem_model_stashed_size(ModelFile *mf, ModelFolio *folio)
 {
-    gpointer key = GSIZE_TO_POINTER(stash_key(mf, folio));
-
-    return GPOINTER_TO_SIZE(g_hash_table_lookup(stash, key));
+    return GPOINTER_TO_SIZE(g_hash_table_lookup(
+                                mf->pool->split_sizes,
+                                GUINT_TO_POINTER(folio->pfn)));
 }
 
 /* Pages 4 KiB: helpers on the per-page bitmaps */
@@ -109,10 +103,9 @@ static void folio_set_waiting(ModelFile *mf, ModelFolio *folio, bool waiting)
 static void folio_split(ModelFile *mf, uint64_t index)
 {
     ModelFolio *folio = &mf->folios[index];
-    gpointer key = GSIZE_TO_POINTER(stash_key(mf, folio));
-
     assert(folio->allocated && !folio->split && mf->ppf > 1);
-    g_hash_table_insert(stash, key, GSIZE_TO_POINTER(mf->parent.page_size));
+    g_hash_table_insert(mf->pool->split_sizes, GUINT_TO_POINTER(folio->pfn),
+                        GSIZE_TO_POINTER(mf->parent.page_size));
     folio->split = true;
     mf->nsplit++;
     mf->nsplit_allocated++;
@@ -122,11 +115,10 @@ static void folio_split(ModelFile *mf, uint64_t index)
 static void folio_merge(ModelFile *mf, uint64_t index)
 {
     ModelFolio *folio = &mf->folios[index];
-    gpointer key = GSIZE_TO_POINTER(stash_key(mf, folio));
     uint64_t size = gmem_model_stashed_size(mf, folio);
 
     assert(folio->split && size == mf->parent.page_size);
-    g_hash_table_remove(stash, key);
+    g_hash_table_remove(mf->pool->split_sizes, GUINT_TO_POINTER(folio->pfn));
     folio->split = false;
     mf->nsplit--;
     if (folio->allocated) {
@@ -595,9 +587,6 @@ GuestMemfdFile *guest_memfd_model_create(uint64_t size, uint64_t page_size,
         return NULL;
     }
     MODEL_LOCK_GUARD();
-    if (!stash) {
-        stash = g_hash_table_new(g_direct_hash, g_direct_equal);
-    }
     pool = gmem_model_pool_of(page_size);
     if (!gmem_model_pool_reserve(pool, size / page_size, errp)) {
         return NULL;
