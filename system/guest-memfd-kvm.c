@@ -28,23 +28,23 @@
 #include "system/guest-memfd-uapi.h"
 #include "trace.h"
 
-typedef struct GmemKvmBinding {
+typedef struct KvmBinding {
     uint64_t offset;
     uint64_t size;
-} GmemKvmBinding;
+} KvmBinding;
 
-typedef struct GmemKvmFile {
+typedef struct KvmFile {
     GuestMemfdFile f;
     /* What the kernel offered when the file was made: how to convert. */
     GuestMemfdKvmCaps caps;
     char *variant;
     /* Ranges of the file bound into memslots, one per memslot. */
     GArray *bindings;
-} GmemKvmFile;
+} KvmFile;
 
-static GmemKvmFile *kvm_file(GuestMemfdFile *f)
+static KvmFile *kvm_file(GuestMemfdFile *f)
 {
-    return container_of(f, GmemKvmFile, f);
+    return container_of(f, KvmFile, f);
 }
 
 static int vm_check_cap(void *opaque, unsigned cap)
@@ -90,7 +90,7 @@ void guest_memfd_kvm_bindings(GuestMemfdFile *f, unsigned *memslots,
     *memslots = bindings->len;
     *bound = 0;
     for (guint i = 0; i < bindings->len; i++) {
-        *bound += g_array_index(bindings, GmemKvmBinding, i).size;
+        *bound += g_array_index(bindings, KvmBinding, i).size;
     }
 }
 
@@ -143,7 +143,7 @@ static int kvm_file_allocate(GuestMemfdFile *f, uint64_t offset,
 
 static void kvm_file_close(GuestMemfdFile *f)
 {
-    GmemKvmFile *kf = kvm_file(f);
+    KvmFile *kf = kvm_file(f);
 
     close(f->fd);
     g_array_free(kf->bindings, true);
@@ -166,7 +166,7 @@ GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
     GuestMemfdKvmCaps caps;
     GuestMemfdKvmPlan plan;
     uint64_t error_offset;
-    GmemKvmFile *kf;
+    KvmFile *kf;
     int fd, ret;
 
     if (!kvm_enabled()) {
@@ -198,10 +198,10 @@ GuestMemfdFile *guest_memfd_kvm_create(uint64_t size, uint64_t page_size,
         }
         return NULL;
     }
-    kf = g_new0(GmemKvmFile, 1);
+    kf = g_new0(KvmFile, 1);
     kf->caps = caps;
     kf->variant = variant_name(&caps);
-    kf->bindings = g_array_new(false, false, sizeof(GmemKvmBinding));
+    kf->bindings = g_array_new(false, false, sizeof(KvmBinding));
     kf->f.ops = &kvm_ops;
     kf->f.size = size;
     kf->f.page_size = page_size;
@@ -241,7 +241,7 @@ static GuestMemfdFile *block_file(RAMBlock *rb)
 }
 
 /* The KVM guest_memfd file of an in-place block; NULL for other blocks. */
-static GmemKvmFile *kvm_file_of(RAMBlock *rb)
+static KvmFile *kvm_file_of(RAMBlock *rb)
 {
     GuestMemfdFile *f = block_file(rb);
 
@@ -262,14 +262,14 @@ void *guest_memfd_kvm_slot_userspace(RAMBlock *rb, void *ram)
 
 bool guest_memfd_kvm_slot_bind(RAMBlock *rb, uint64_t offset, uint64_t size)
 {
-    GmemKvmFile *kf = kvm_file_of(rb);
-    GmemKvmBinding b = { .offset = offset, .size = size };
+    KvmFile *kf = kvm_file_of(rb);
+    KvmBinding b = { .offset = offset, .size = size };
 
     if (!kf) {
         return true;
     }
     for (guint i = 0; i < kf->bindings->len; i++) {
-        GmemKvmBinding *o = &g_array_index(kf->bindings, GmemKvmBinding, i);
+        KvmBinding *o = &g_array_index(kf->bindings, KvmBinding, i);
 
         if (offset < o->offset + o->size && o->offset < offset + size) {
             trace_guest_memfd_kvm_slot_alias(offset, size, o->offset);
@@ -283,13 +283,13 @@ bool guest_memfd_kvm_slot_bind(RAMBlock *rb, uint64_t offset, uint64_t size)
 void guest_memfd_kvm_slot_unbind(RAMBlock *rb, uint64_t offset,
                                  uint64_t size)
 {
-    GmemKvmFile *kf = kvm_file_of(rb);
+    KvmFile *kf = kvm_file_of(rb);
 
     if (!kf) {
         return;
     }
     for (guint i = 0; i < kf->bindings->len; i++) {
-        GmemKvmBinding *o = &g_array_index(kf->bindings, GmemKvmBinding, i);
+        KvmBinding *o = &g_array_index(kf->bindings, KvmBinding, i);
 
         if (o->offset == offset && o->size == size) {
             g_array_remove_index_fast(kf->bindings, i);

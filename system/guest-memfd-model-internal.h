@@ -26,7 +26,7 @@
 
 typedef struct ModelFolio {
     uint32_t pfn;           /* pool page number while allocated/truncated */
-    uint32_t tt;            /* transient references, all sub-pages */
+    uint32_t transient;     /* transient references, all sub-pages */
     uint32_t vma;           /* host-mapped sub-pages */
     bool allocated;         /* in the filemap */
     bool split;
@@ -58,8 +58,8 @@ typedef struct ModelFile {
     ModelFolio *folios;
     GuestMemfdSharedPages shared;   /* attribute, per 4 KiB page */
     unsigned long *mapped;          /* host mappings (vma refs) */
-    unsigned long *pinned;          /* tt > 0 */
-    GHashTable *tt;                 /* page index -> transient refs */
+    unsigned long *pinned;          /* page_pins > 0 */
+    GHashTable *page_pins;          /* page index -> transient refs */
     uint8_t *dmap;                  /* the kernel's direct map */
     uint8_t *host_view;
     uint8_t *guest_view;            /* KVM's user mapping, see backing */

@@ -80,9 +80,9 @@ uint64_t gmem_model_stashed_size(ModelFile *mf, ModelFolio *folio)
 
 /* Pages 4 KiB: helpers on the per-page bitmaps */
 
-static unsigned page_tt(ModelFile *mf, uint64_t page)
+static unsigned page_pins_of(ModelFile *mf, uint64_t page)
 {
-    return GPOINTER_TO_UINT(g_hash_table_lookup(mf->tt,
+    return GPOINTER_TO_UINT(g_hash_table_lookup(mf->page_pins,
                                                 GSIZE_TO_POINTER(page)));
 }
 
@@ -204,7 +204,7 @@ static void folio_put(ModelFile *mf, uint64_t index)
 {
     ModelFolio *folio = &mf->folios[index];
 
-    if (!folio->waiting || folio->tt || folio->vma) {
+    if (!folio->waiting || folio->transient || folio->vma) {
         return;
     }
     if (folio->truncated) {
@@ -293,7 +293,7 @@ static uint64_t first_referenced(ModelFile *mf, uint64_t first, uint64_t n)
         uint64_t hi = MIN(end, folio_first_page(mf, i + 1));
         uint64_t p;
 
-        if (!mf->folios[i].tt) {
+        if (!mf->folios[i].transient) {
             continue;
         }
         if (!mf->folios[i].split) {
@@ -334,21 +334,23 @@ static int convert_to_private(ModelFile *mf, uint64_t first, uint64_t n,
 
 static int convert_to_shared(ModelFile *mf, uint64_t first, uint64_t n)
 {
-    uint64_t fi = first / mf->ppf, la = (first + n - 1) / mf->ppf;
+    /* The folios that hold the range, first to last. */
+    uint64_t first_folio = first / mf->ppf;
+    uint64_t last_folio = (first + n - 1) / mf->ppf;
     uint64_t splits = 0;
 
-    for (uint64_t i = fi; i <= la && mf->ppf > 1; i++) {
+    for (uint64_t i = first_folio; i <= last_folio && mf->ppf > 1; i++) {
         splits += mf->folios[i].allocated && !mf->folios[i].split;
     }
     if (!splits_possible(splits)) {
         return -ENOMEM;
     }
-    for (uint64_t i = fi; i <= la && mf->ppf > 1; i++) {
+    for (uint64_t i = first_folio; i <= last_folio && mf->ppf > 1; i++) {
         if (mf->folios[i].allocated && !mf->folios[i].split) {
             folio_split(mf, i);
         }
     }
-    for (uint64_t i = fi; i <= la; i++) {
+    for (uint64_t i = first_folio; i <= last_folio; i++) {
         /* Shared pages again: the pending folio_put has nothing to do. */
         folio_set_waiting(mf, &mf->folios[i], false);
     }
@@ -428,7 +430,8 @@ static int model_punch_hole(GuestMemfdFile *f, uint64_t offset,
                             uint64_t size)
 {
     ModelFile *mf = model_file(f);
-    uint64_t ps = f->page_size, end, wfirst, wend;
+    /* The folios wholly inside the range: [whole_first, whole_end). */
+    uint64_t ps = f->page_size, end, whole_first, whole_end;
 
     MODEL_LOCK_GUARD();
     if (mf->closed) {
@@ -445,27 +448,28 @@ static int model_punch_hole(GuestMemfdFile *f, uint64_t offset,
     if (gmem_model_fault_fires(GMEM_MODEL_FAULT_PUNCH_EAGAIN)) {
         return -EAGAIN;
     }
-    wfirst = DIV_ROUND_UP(offset, ps);
-    wend = end / ps;
-    for (uint64_t i = wfirst; i < wend; i++) {
-        if (mf->folios[i].tt) {
+    whole_first = DIV_ROUND_UP(offset, ps);
+    whole_end = end / ps;
+    for (uint64_t i = whole_first; i < whole_end; i++) {
+        if (mf->folios[i].transient) {
             return -EAGAIN;
         }
     }
-    if (wfirst >= wend) {
+    if (whole_first >= whole_end) {
         punch_partial(mf, offset, end);
         return 0;
     }
-    punch_partial(mf, offset, wfirst * ps);
-    punch_partial(mf, wend * ps, end);
-    unmap_range(mf, wfirst * mf->ppf, (wend - wfirst) * mf->ppf);
-    for (uint64_t i = wfirst; i < wend; i++) {
+    punch_partial(mf, offset, whole_first * ps);
+    punch_partial(mf, whole_end * ps, end);
+    unmap_range(mf, whole_first * mf->ppf, (whole_end - whole_first) * mf->ppf);
+    for (uint64_t i = whole_first; i < whole_end; i++) {
         if (mf->folios[i].allocated) {
             folio_release(mf, i, true);
         }
     }
     /* Pages QEMU populated without the model's knowledge go too. */
-    gmem_model_backing_discard(mf, wfirst * ps, (wend - wfirst) * ps, true);
+    gmem_model_backing_discard(mf, whole_first * ps,
+                               (whole_end - whole_first) * ps, true);
     return 0;
 }
 
@@ -489,7 +493,7 @@ static void file_destroy(ModelFile *mf)
 
     gmem_model_backing_close(mf);
     gmem_model_pool_file_gone(pool);
-    g_hash_table_destroy(mf->tt);
+    g_hash_table_destroy(mf->page_pins);
     g_free(mf->folios);
     guest_memfd_shared_pages_destroy(&mf->shared);
     g_free(mf->mapped);
@@ -522,13 +526,13 @@ static void model_close(GuestMemfdFile *f)
         if (folio->split) {
             mf->nsplit_allocated--;
         }
-        if (folio->tt) {
+        if (folio->transient) {
             folio_set_waiting(mf, folio, true);
         } else {
             folio_release(mf, i, false);
         }
     }
-    if (!g_hash_table_size(mf->tt)) {
+    if (!g_hash_table_size(mf->page_pins)) {
         file_destroy(mf);
         return;
     }
@@ -605,7 +609,7 @@ GuestMemfdFile *guest_memfd_model_create(uint64_t size, uint64_t page_size,
     guest_memfd_shared_pages_init(&mf->shared, mf->npages, ctz64(mf->ppf));
     mf->mapped = bitmap_new(mf->npages);
     mf->pinned = bitmap_new(mf->npages);
-    mf->tt = g_hash_table_new(g_direct_hash, g_direct_equal);
+    mf->page_pins = g_hash_table_new(g_direct_hash, g_direct_equal);
     if (init_shared) {
         guest_memfd_shared_pages_set(&mf->shared, 0, mf->npages, true);
     }
@@ -670,10 +674,10 @@ int guest_memfd_model_pin(GuestMemfdFile *f, uint64_t offset)
     if (ret) {
         return ret;
     }
-    g_hash_table_insert(mf->tt, GSIZE_TO_POINTER(page),
-                        GUINT_TO_POINTER(page_tt(mf, page) + 1));
+    g_hash_table_insert(mf->page_pins, GSIZE_TO_POINTER(page),
+                        GUINT_TO_POINTER(page_pins_of(mf, page) + 1));
     set_bit(page, mf->pinned);
-    mf->folios[page / mf->ppf].tt++;
+    mf->folios[page / mf->ppf].transient++;
     return 0;
 }
 
@@ -682,26 +686,26 @@ int guest_memfd_model_unpin(GuestMemfdFile *f, uint64_t offset)
     ModelFile *mf = model_file(f);
     uint64_t page = offset >> MODEL_PAGE_SHIFT;
     uint64_t index = page / mf->ppf;
-    unsigned tt;
+    unsigned pins;
 
     MODEL_LOCK_GUARD();
     if (!page_ok(mf, offset)) {
         return -EINVAL;
     }
-    tt = page_tt(mf, page);
-    if (!tt) {
+    pins = page_pins_of(mf, page);
+    if (!pins) {
         return -EINVAL;
     }
-    if (tt > 1) {
-        g_hash_table_insert(mf->tt, GSIZE_TO_POINTER(page),
-                            GUINT_TO_POINTER(tt - 1));
+    if (pins > 1) {
+        g_hash_table_insert(mf->page_pins, GSIZE_TO_POINTER(page),
+                            GUINT_TO_POINTER(pins - 1));
     } else {
-        g_hash_table_remove(mf->tt, GSIZE_TO_POINTER(page));
+        g_hash_table_remove(mf->page_pins, GSIZE_TO_POINTER(page));
         clear_bit(page, mf->pinned);
     }
-    mf->folios[index].tt--;
+    mf->folios[index].transient--;
     folio_put(mf, index);
-    if (mf->closed && !g_hash_table_size(mf->tt)) {
+    if (mf->closed && !g_hash_table_size(mf->page_pins)) {
         file_destroy(mf);
     }
     return 0;
@@ -721,6 +725,6 @@ void guest_memfd_model_stats(GuestMemfdFile *f, GuestMemfdModelStats *out)
     out->folios_waiting = mf->nwaiting;
     out->shared_pages = mf->shared.nr_shared;
     out->private_pages = mf->npages - out->shared_pages;
-    out->pinned_pages = g_hash_table_size(mf->tt);
+    out->pinned_pages = g_hash_table_size(mf->page_pins);
 }
 

@@ -37,10 +37,11 @@
 #include "guest-memfd-internal.h"
 #include "trace.h"
 
-typedef struct Run {
+/* A range of the region's file, in bytes. */
+typedef struct FileRange {
     uint64_t offset;
     uint64_t len;
-} Run;
+} FileRange;
 
 /* Narrow @s to [offset, offset + len) of its region; false if empty. */
 static bool section_clip(MemoryRegionSection *s, uint64_t offset,
@@ -60,12 +61,12 @@ static bool section_clip(MemoryRegionSection *s, uint64_t offset,
 }
 
 /* The runs of pages in state @shared in [offset, offset + len). */
-static GArray *runs_of(GuestMemfdRegion *r, uint64_t offset, uint64_t len,
-                       bool shared)
+static GArray *ranges_in_state(GuestMemfdRegion *r, uint64_t offset,
+                               uint64_t len, bool shared)
 {
-    GArray *runs = g_array_new(false, false, sizeof(Run));
+    GArray *runs = g_array_new(false, false, sizeof(FileRange));
     uint64_t end = offset + len;
-    Run run = { .offset = offset };
+    FileRange run = { .offset = offset };
 
     while (run.offset < end &&
            guest_memfd_state_next_run(&r->state, &run.offset, end, shared,
@@ -103,7 +104,7 @@ static void units_add(GuestMemfdRegion *r, GArray *runs, uint64_t offset,
 
     while (p < end) {
         uint64_t next = MIN(ROUND_UP(p + 1, PAGES_PER_UNIT), end);
-        Run unit = {
+        FileRange unit = {
             .offset = p * GUEST_MEMFD_PAGE_SIZE,
             .len = (next - p) * GUEST_MEMFD_PAGE_SIZE,
         };
@@ -121,7 +122,7 @@ static void units_add(GuestMemfdRegion *r, GArray *runs, uint64_t offset,
 static void units_add_runs(GuestMemfdRegion *r, GArray *units, GArray *runs)
 {
     for (guint i = 0; i < runs->len; i++) {
-        Run *run = &g_array_index(runs, Run, i);
+        FileRange *run = &g_array_index(runs, FileRange, i);
 
         units_add(r, units, run->offset, run->len);
     }
@@ -130,7 +131,7 @@ static void units_add_runs(GuestMemfdRegion *r, GArray *units, GArray *runs)
 /* The units that hold pages of [offset, offset + len). */
 static GArray *units_of(GuestMemfdRegion *r, uint64_t offset, uint64_t len)
 {
-    GArray *units = g_array_new(false, false, sizeof(Run));
+    GArray *units = g_array_new(false, false, sizeof(FileRange));
     uint64_t p = offset / GUEST_MEMFD_PAGE_SIZE;
     uint64_t end = DIV_ROUND_UP(offset + len, GUEST_MEMFD_PAGE_SIZE);
 
@@ -144,7 +145,7 @@ static GArray *units_of(GuestMemfdRegion *r, uint64_t offset, uint64_t len)
     }
     while (p < end) {
         uint64_t e = unit_end(r, p);
-        Run unit = {
+        FileRange unit = {
             .offset = p * GUEST_MEMFD_PAGE_SIZE,
             .len = (e - p) * GUEST_MEMFD_PAGE_SIZE,
         };
@@ -163,7 +164,7 @@ static GArray *section_units(GuestMemfdRegion *r,
 
 void guest_memfd_rdm_init(GuestMemfdRegion *r)
 {
-    g_autoptr(GArray) shared = runs_of(r, 0, r->state.file->size, true);
+    g_autoptr(GArray) shared = ranges_in_state(r, 0, r->state.file->size, true);
 
     r->unit_starts = bitmap_new(region_pages(r));
     r->units = 0;
@@ -194,7 +195,8 @@ uint64_t guest_memfd_rdm_mappings(GuestMemfdRegion *r)
  * Tell @rdl to map (@populate) or drop @run, as far as it meets its
  * section; false if the listener refused to map it.
  */
-static bool tell_one(RamDiscardListener *rdl, const Run *run, bool populate)
+static bool notify_range(RamDiscardListener *rdl, const FileRange *run,
+                         bool populate)
 {
     MemoryRegionSection s = *rdl->section;
 
@@ -212,11 +214,11 @@ static bool tell_one(RamDiscardListener *rdl, const Run *run, bool populate)
  * Tell @rdl of the first @n of @runs.  Returns the number told, short of
  * @n if the listener refused a run, which it then holds none of.
  */
-static guint tell(RamDiscardListener *rdl, GArray *runs, guint n,
-                  bool populate)
+static guint notify_ranges(RamDiscardListener *rdl, GArray *runs, guint n,
+                           bool populate)
 {
     for (guint i = 0; i < n; i++) {
-        if (!tell_one(rdl, &g_array_index(runs, Run, i), populate)) {
+        if (!notify_range(rdl, &g_array_index(runs, FileRange, i), populate)) {
             return i;
         }
     }
@@ -230,15 +232,15 @@ static guint tell(RamDiscardListener *rdl, GArray *runs, guint n,
  * private pages can run a container out of mappings, and must not flood
  * the log while it does.
  */
-static void tell_all(GuestMemfdRegion *r, GArray *runs, bool populate)
+static void notify_all(GuestMemfdRegion *r, GArray *runs, bool populate)
 {
     RamDiscardListener *rdl;
 
     QLIST_FOREACH(rdl, &r->listeners, next) {
         for (guint i = 0; i < runs->len; i++) {
-            Run *run = &g_array_index(runs, Run, i);
+            FileRange *run = &g_array_index(runs, FileRange, i);
 
-            if (tell_one(rdl, run, populate)) {
+            if (notify_range(rdl, run, populate)) {
                 continue;
             }
             if (!r->units_refused++) {
@@ -258,20 +260,20 @@ static void tell_all(GuestMemfdRegion *r, GArray *runs, bool populate)
  * before it, and its own runs up to the refused one, are dropped again:
  * false, and no listener maps any of @runs.
  */
-static bool populate_all(GuestMemfdRegion *r, GArray *runs)
+static bool populate_all_or_none(GuestMemfdRegion *r, GArray *runs)
 {
     RamDiscardListener *rdl, *undo;
 
     QLIST_FOREACH(rdl, &r->listeners, next) {
-        guint told = tell(rdl, runs, runs->len, true);
+        guint told = notify_ranges(rdl, runs, runs->len, true);
 
         if (told < runs->len) {
-            tell(rdl, runs, told, false);
+            notify_ranges(rdl, runs, told, false);
             QLIST_FOREACH(undo, &r->listeners, next) {
                 if (undo == rdl) {
                     break;
                 }
-                tell(undo, runs, runs->len, false);
+                notify_ranges(undo, runs, runs->len, false);
             }
             return false;
         }
@@ -283,7 +285,7 @@ static bool populate_all(GuestMemfdRegion *r, GArray *runs)
 static void runs_clip(GArray *runs, uint64_t offset, uint64_t len)
 {
     for (guint i = 0; i < runs->len; i++) {
-        Run *run = &g_array_index(runs, Run, i);
+        FileRange *run = &g_array_index(runs, FileRange, i);
         uint64_t start = MAX(run->offset, offset);
         uint64_t end = MIN(run->offset + run->len, offset + len);
 
@@ -300,7 +302,7 @@ static void runs_clip(GArray *runs, uint64_t offset, uint64_t len)
 static void units_forget(GuestMemfdRegion *r, GArray *runs)
 {
     for (guint i = 0; i < runs->len; i++) {
-        Run *run = &g_array_index(runs, Run, i);
+        FileRange *run = &g_array_index(runs, FileRange, i);
         uint64_t p = run->offset / GUEST_MEMFD_PAGE_SIZE;
         uint64_t n = run->len / GUEST_MEMFD_PAGE_SIZE;
 
@@ -312,17 +314,18 @@ static void units_forget(GuestMemfdRegion *r, GArray *runs)
 /* Undo a conversion to shared that a listener refused; false if stuck. */
 static bool undo_shared(GuestMemfdRegion *r, GArray *runs)
 {
-    g_autoptr(GArray) stuck = g_array_new(false, false, sizeof(Run));
-    g_autoptr(GArray) units = g_array_new(false, false, sizeof(Run));
+    g_autoptr(GArray) stuck = g_array_new(false, false, sizeof(FileRange));
+    g_autoptr(GArray) units = g_array_new(false, false, sizeof(FileRange));
 
     for (guint i = 0; i < runs->len; i++) {
-        Run *run = &g_array_index(runs, Run, i);
+        FileRange *run = &g_array_index(runs, FileRange, i);
         uint64_t cur = run->offset, end = run->offset + run->len;
         /* Once, not retried: this runs under the listeners' lock. */
         int ret = guest_memfd_state_convert_step(&r->state, &cur, end, true);
 
         if (ret) {
-            g_autoptr(GArray) left = runs_of(r, run->offset, run->len, true);
+            g_autoptr(GArray) left = ranges_in_state(r, run->offset,
+                                                     run->len, true);
 
             warn_report("guest_memfd %s: undoing a refused conversion to"
                         " shared: 0x%" PRIx64 "+0x%" PRIx64 " stays shared"
@@ -333,22 +336,23 @@ static bool undo_shared(GuestMemfdRegion *r, GArray *runs)
     }
     /* Pages that stayed shared are offered again: shared means mapped. */
     units_add_runs(r, units, stuck);
-    tell_all(r, units, true);
+    notify_all(r, units, true);
     return !stuck->len;
 }
 
 /* New units for the shared pages of each of @units, told to listeners. */
 static void units_restore(GuestMemfdRegion *r, GArray *units)
 {
-    g_autoptr(GArray) added = g_array_new(false, false, sizeof(Run));
+    g_autoptr(GArray) added = g_array_new(false, false, sizeof(FileRange));
 
     for (guint i = 0; i < units->len; i++) {
-        Run *unit = &g_array_index(units, Run, i);
-        g_autoptr(GArray) shared = runs_of(r, unit->offset, unit->len, true);
+        FileRange *unit = &g_array_index(units, FileRange, i);
+        g_autoptr(GArray) shared = ranges_in_state(r, unit->offset,
+                                                   unit->len, true);
 
         units_add_runs(r, added, shared);
     }
-    tell_all(r, added, true);
+    notify_all(r, added, true);
 }
 
 /*
@@ -373,13 +377,13 @@ static int private_step(void *opaque, uint64_t *cur, uint64_t end,
     QEMU_LOCK_GUARD(&r->listeners_lock);
     units = units_of(r, offset, end - offset);
     start = get_clock();
-    tell_all(r, units, false);
+    notify_all(r, units, false);
     units_forget(r, units);
     ret = guest_memfd_state_convert_step(&r->state, cur, end, true);
     units_restore(r, units);
     ns = get_clock() - start;
     for (guint i = 0; i < units->len && !QLIST_EMPTY(&r->listeners); i++) {
-        Run *unit = &g_array_index(units, Run, i);
+        FileRange *unit = &g_array_index(units, FileRange, i);
 
         /* A unit reaching past the range kept pages that were remapped. */
         if (unit->offset < offset || unit->offset + unit->len > end) {
@@ -396,8 +400,8 @@ static int convert_to_shared(GuestMemfdRegion *r, uint64_t offset,
                              uint64_t size, uint64_t *done, Error **errp)
 {
     /* Only pages that were private are new to the listeners. */
-    g_autoptr(GArray) runs = runs_of(r, offset, size, false);
-    g_autoptr(GArray) units = g_array_new(false, false, sizeof(Run));
+    g_autoptr(GArray) runs = ranges_in_state(r, offset, size, false);
+    g_autoptr(GArray) units = g_array_new(false, false, sizeof(FileRange));
     uint64_t converted = 0;
     int ret;
 
@@ -406,7 +410,7 @@ static int convert_to_shared(GuestMemfdRegion *r, uint64_t offset,
     runs_clip(runs, offset, converted);
     units_add_runs(r, units, runs);
     /* Once they are shared, every listener maps them. */
-    if (!populate_all(r, units)) {
+    if (!populate_all_or_none(r, units)) {
         if (!ret) {
             error_setg(errp, "guest_memfd %s: a RamDiscardListener (VFIO)"
                        " cannot map the pages made shared at 0x%" PRIx64,
@@ -487,10 +491,10 @@ static int replay(const RamDiscardManager *rdm, MemoryRegionSection *section,
 
     QEMU_LOCK_GUARD(&r->listeners_lock);
     runs = shared ? section_units(r, section) :
-                    runs_of(r, section->offset_within_region,
-                            int128_get64(section->size), false);
+                    ranges_in_state(r, section->offset_within_region,
+                                    int128_get64(section->size), false);
     for (guint i = 0; i < runs->len; i++) {
-        Run *run = &g_array_index(runs, Run, i);
+        FileRange *run = &g_array_index(runs, FileRange, i);
         MemoryRegionSection s = *section;
         int ret;
 
@@ -533,7 +537,7 @@ static void rdm_register_listener(RamDiscardManager *rdm,
     runs = section_units(r, section);
     rdl->section = memory_region_section_new_copy(section);
     QLIST_INSERT_HEAD(&r->listeners, rdl, next);
-    told = tell(rdl, runs, runs->len, true);
+    told = notify_ranges(rdl, runs, runs->len, true);
     if (told < runs->len) {
         error_report("guest_memfd %s: a RamDiscardListener (VFIO) mapped"
                      " %u of the %u pieces of shared memory in its section",
@@ -549,7 +553,7 @@ static void rdm_unregister_listener(RamDiscardManager *rdm,
 
     QEMU_LOCK_GUARD(&r->listeners_lock);
     runs = section_units(r, rdl->section);
-    tell(rdl, runs, runs->len, false);
+    notify_ranges(rdl, runs, runs->len, false);
     QLIST_REMOVE(rdl, next);
     memory_region_section_free_copy(rdl->section);
     rdl->section = NULL;

@@ -24,6 +24,16 @@ typedef struct PscEntry {
     bool to_private;
 } PscEntry;
 
+/* One list being processed: where it is, and what was read of it. */
+typedef struct PscList {
+    uint64_t buf;                       /* its guest address */
+    const PscListOps *ops;
+    void *opaque;
+    unsigned cur, end;                  /* the header's entries to do */
+    uint64_t raw[PSC_MAX_ENTRIES];      /* as read, host order */
+    PscEntry e[PSC_MAX_ENTRIES];        /* decoded, [cur, end] */
+} PscList;
+
 /* Decode entry @raw; false if the guest broke any rule of the format. */
 static bool psc_decode(uint64_t raw, PscEntry *e)
 {
@@ -49,55 +59,53 @@ static bool psc_decode(uint64_t raw, PscEntry *e)
  * False if the guest cannot see it (e.g. the list made its own page
  * private): the status must tell the guest then.
  */
-static bool psc_write_progress(uint64_t buf, const PscListOps *ops,
-                               void *opaque, const uint64_t *entries,
-                               unsigned next, unsigned end)
+static bool psc_write_progress(PscList *l, unsigned next)
 {
     uint16_t hdr = cpu_to_le16(next);
 
-    if (next <= end) {
-        uint64_t le = cpu_to_le64(entries[next]);
+    if (next <= l->end) {
+        uint64_t le = cpu_to_le64(l->raw[next]);
 
-        if (!ops->write(opaque, buf + PSC_HDR_SIZE + next * 8, &le, 8)) {
+        if (!l->ops->write(l->opaque, l->buf + PSC_HDR_SIZE + next * 8,
+                           &le, 8)) {
             return false;
         }
     }
-    return ops->write(opaque, buf, &hdr, sizeof(hdr));
+    return l->ops->write(l->opaque, l->buf, &hdr, sizeof(hdr));
 }
 
-/* Read and check the list; returns a status and fills @e[cur..end]. */
-static uint32_t psc_load(uint64_t buf, const PscListOps *ops, void *opaque,
-                         uint64_t *entries, PscEntry *e, unsigned *cur,
-                         unsigned *end, PscListResult *res)
+/* Read and check the list; returns a status and fills l->e[cur..end]. */
+static uint32_t psc_load(PscList *l, PscListResult *res)
 {
     uint8_t hdr[PSC_HDR_SIZE];
 
-    if (!ops->read(opaque, buf, hdr, sizeof(hdr))) {
+    if (!l->ops->read(l->opaque, l->buf, hdr, sizeof(hdr))) {
         return PSC_STATUS_DMA_ERROR;
     }
-    *cur = lduw_le_p(hdr);
-    *end = lduw_le_p(hdr + 2);
-    trace_guest_memfd_psc_list(buf, *cur, *end);
-    if (*end >= PSC_MAX_ENTRIES || *cur > *end + 1) {
+    l->cur = lduw_le_p(hdr);
+    l->end = lduw_le_p(hdr + 2);
+    trace_guest_memfd_psc_list(l->buf, l->cur, l->end);
+    if (l->end >= PSC_MAX_ENTRIES || l->cur > l->end + 1) {
         return PSC_STATUS_BAD_HEADER;
     }
-    if (*cur > *end) {
+    if (l->cur > l->end) {
         return PSC_STATUS_OK;
     }
-    if (!ops->read(opaque, buf + PSC_HDR_SIZE + *cur * 8, &entries[*cur],
-                   (*end - *cur + 1) * 8)) {
+    if (!l->ops->read(l->opaque, l->buf + PSC_HDR_SIZE + l->cur * 8,
+                      &l->raw[l->cur], (l->end - l->cur + 1) * 8)) {
         return PSC_STATUS_DMA_ERROR;
     }
-    for (unsigned i = *cur; i <= *end; i++) {
+    for (unsigned i = l->cur; i <= l->end; i++) {
+        PscEntry *e = &l->e[i];
         Error *err = NULL;
 
-        entries[i] = le64_to_cpu(entries[i]);
+        l->raw[i] = le64_to_cpu(l->raw[i]);
         res->error_entry = i;
-        if (!psc_decode(entries[i], &e[i])) {
+        if (!psc_decode(l->raw[i], e)) {
             return PSC_STATUS_BAD_ENTRY;
         }
-        if (e[i].size && !ops->check(opaque, e[i].gpa, e[i].size, &err)) {
-            trace_guest_memfd_psc_bad_gpa(i, e[i].gpa, error_get_pretty(err));
+        if (e->size && !l->ops->check(l->opaque, e->gpa, e->size, &err)) {
+            trace_guest_memfd_psc_bad_gpa(i, e->gpa, error_get_pretty(err));
             error_free(err);
             return PSC_STATUS_BAD_GPA;
         }
@@ -109,23 +117,23 @@ static uint32_t psc_load(uint64_t buf, const PscListOps *ops, void *opaque,
 void psc_list_process(uint64_t buf, const PscListOps *ops, void *opaque,
                       bool coalesce, PscListResult *res)
 {
-    uint64_t entries[PSC_MAX_ENTRIES];
-    PscEntry e[PSC_MAX_ENTRIES];
-    unsigned cur = 0, end = 0, i;
+    PscList list = { .buf = buf, .ops = ops, .opaque = opaque }, *l = &list;
+    PscEntry *e = l->e;
+    unsigned i;
 
     memset(res, 0, sizeof(*res));
-    res->status = psc_load(buf, ops, opaque, entries, e, &cur, &end, res);
-    if (res->status != PSC_STATUS_OK || cur > end) {
-        res->entries_done = res->status == PSC_STATUS_OK ? cur : 0;
+    res->status = psc_load(l, res);
+    if (res->status != PSC_STATUS_OK || l->cur > l->end) {
+        res->entries_done = res->status == PSC_STATUS_OK ? l->cur : 0;
         return;
     }
 
-    for (i = cur; i <= end;) {
+    for (i = l->cur; i <= l->end;) {
         unsigned last = i;
         uint64_t size = e[i].size, done = 0;
         Error *err = NULL;
 
-        while (coalesce && last < end &&
+        while (coalesce && last < l->end &&
                e[last + 1].to_private == e[i].to_private &&
                e[last + 1].gpa == e[i].gpa + size) {
             last++;
@@ -142,16 +150,16 @@ void psc_list_process(uint64_t buf, const PscListOps *ops, void *opaque,
                     done -= e[i].size;
                     i++;
                 }
-                entries[i] = deposit64(entries[i], PSC_ENTRY_CUR_PAGE_SHIFT,
-                                       12, extract64(entries[i],
-                                                     PSC_ENTRY_CUR_PAGE_SHIFT,
-                                                     12) + done / (4 * KiB));
+                l->raw[i] = deposit64(l->raw[i], PSC_ENTRY_CUR_PAGE_SHIFT, 12,
+                                      extract64(l->raw[i],
+                                                PSC_ENTRY_CUR_PAGE_SHIFT,
+                                                12) + done / (4 * KiB));
                 trace_guest_memfd_psc_failed(i, error_get_pretty(err));
                 error_free(err);
                 res->status = PSC_STATUS_CONVERT_FAILED;
                 res->error_entry = i;
                 res->entries_done = i;
-                if (!psc_write_progress(buf, ops, opaque, entries, i, end)) {
+                if (!psc_write_progress(l, i)) {
                     res->status = PSC_STATUS_DMA_ERROR;
                 }
                 return;
@@ -159,8 +167,8 @@ void psc_list_process(uint64_t buf, const PscListOps *ops, void *opaque,
         }
         i = last + 1;
     }
-    res->entries_done = end + 1;
-    if (!psc_write_progress(buf, ops, opaque, entries, end + 1, end)) {
+    res->entries_done = l->end + 1;
+    if (!psc_write_progress(l, l->end + 1)) {
         res->status = PSC_STATUS_DMA_ERROR;
     }
 }

@@ -154,7 +154,7 @@ void guest_memfd_model_folio(GuestMemfdFile *f, uint64_t index,
         .allocated = folio->allocated, .split = folio->split,
         .waiting_merge = folio->waiting, .truncated = folio->truncated,
         .shared_pages = mf->shared.per_folio[index], .fm = folio_fm(mf, folio),
-        .vma = folio->vma, .tt = folio->tt,
+        .vma = folio->vma, .transient = folio->transient,
     };
 }
 
@@ -181,7 +181,7 @@ void guest_memfd_model_inject(GuestMemfdModelFault fault, unsigned count)
 
 /* Invariant checker: one pass over the folios and the bitmaps. */
 
-static bool check_folio(ModelFile *mf, uint64_t i, uint32_t tt,
+static bool check_folio(ModelFile *mf, uint64_t i, uint32_t pins,
                         unsigned long *seen, Error **errp)
 {
     ModelFolio *folio = &mf->folios[i];
@@ -193,7 +193,7 @@ static bool check_folio(ModelFile *mf, uint64_t i, uint32_t tt,
     const char *why = NULL;
 
     if (mf->shared.per_folio[i] != shared || folio->vma != vma ||
-        folio->tt != tt) {
+        folio->transient != pins) {
         why = "counters differ from the bitmaps";
     } else if (folio->allocated && folio->truncated) {
         why = "both in the filemap and truncated";
@@ -204,14 +204,14 @@ static bool check_folio(ModelFile *mf, uint64_t i, uint32_t tt,
     } else if (folio->split &&
                gmem_model_stashed_size(mf, folio) != mf->parent.page_size) {
         why = "split but its size is not in the merge table";
-    } else if (folio->waiting && !folio->tt && !folio->vma) {
+    } else if (folio->waiting && !folio->transient && !folio->vma) {
         why = "waits for folio_put without references";
     } else if (folio->waiting && !folio->truncated &&
                (!folio->split || mf->shared.per_folio[i])) {
         why = "waits for a merge it cannot do";
     } else if (folio->truncated && (!mf->closed || !folio->waiting)) {
         why = "truncated while the file is open or without a callback";
-    } else if (!holds && (folio->tt || folio->vma || folio->waiting)) {
+    } else if (!holds && (folio->transient || folio->vma || folio->waiting)) {
         why = "referenced without a page";
     } else if (holds && !test_bit(folio->pfn, mf->pool->pfn_used)) {
         why = "holds a page the pool thinks free";
@@ -243,13 +243,13 @@ static bool check_pool(ModelPool *p, Error **errp)
     return true;
 }
 
-/* Per-page tt counts and the pinned bitmap must agree; sum them by folio. */
-static bool collect_tt(ModelFile *mf, uint32_t *tt, Error **errp)
+/* Per-page pin counts and the pinned bitmap must agree; sum them by folio. */
+static bool collect_pins(ModelFile *mf, uint32_t *pins, Error **errp)
 {
     GHashTableIter it;
     gpointer key, value;
 
-    g_hash_table_iter_init(&it, mf->tt);
+    g_hash_table_iter_init(&it, mf->page_pins);
     while (g_hash_table_iter_next(&it, &key, &value)) {
         uint64_t page = GPOINTER_TO_SIZE(key);
 
@@ -258,10 +258,10 @@ static bool collect_tt(ModelFile *mf, uint32_t *tt, Error **errp)
                        "count and pinned bitmap disagree", page);
             return false;
         }
-        tt[page / mf->ppf] += GPOINTER_TO_UINT(value);
+        pins[page / mf->ppf] += GPOINTER_TO_UINT(value);
     }
     if (bitmap_count_one(mf->pinned, mf->npages) !=
-        g_hash_table_size(mf->tt)) {
+        g_hash_table_size(mf->page_pins)) {
         error_setg(errp, "guest_memfd model: pinned bitmap has pages "
                    "without a pin count");
         return false;
@@ -331,13 +331,13 @@ bool guest_memfd_model_check(GuestMemfdFile *f, Error **errp)
 {
     ModelFile *mf = model_file(f);
     ModelPool *p = mf->pool;
-    g_autofree uint32_t *tt = NULL;
+    g_autofree uint32_t *pins = NULL;
     g_autofree unsigned long *seen = NULL;
 
     MODEL_LOCK_GUARD();
-    tt = g_new0(uint32_t, mf->nfolios);
+    pins = g_new0(uint32_t, mf->nfolios);
     seen = bitmap_new(MAX(p->pfn_limit, 1));
-    if (!check_pool(p, errp) || !collect_tt(mf, tt, errp) ||
+    if (!check_pool(p, errp) || !collect_pins(mf, pins, errp) ||
         !check_file_counts(mf, errp)) {
         return false;
     }
@@ -345,7 +345,7 @@ bool guest_memfd_model_check(GuestMemfdFile *f, Error **errp)
         return false;
     }
     for (uint64_t i = 0; i < mf->nfolios; i++) {
-        if (!check_folio(mf, i, tt[i], seen, errp)) {
+        if (!check_folio(mf, i, pins[i], seen, errp)) {
             return false;
         }
     }

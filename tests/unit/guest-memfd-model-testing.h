@@ -30,7 +30,7 @@ typedef struct GuestMemfdModelFolio {
     bool waiting_merge;     /* folio_put callback registered, refs pending */
     bool truncated;         /* removed from the filemap, freed on last put */
     uint32_t shared_pages;  /* 4 KiB pages of this folio that are shared */
-    uint32_t fm, vma, tt;   /* references: filemap, host mappings, transient */
+    uint32_t fm, vma, transient;    /* references: filemap, host maps */
 } GuestMemfdModelFolio;
 
 /*

@@ -703,7 +703,7 @@ static void scenario_close_pinned(const TestParams *p)
     folio(f, 1, &s);
     g_assert_true(s.truncated && s.waiting_merge);
     g_assert_false(s.allocated);
-    g_assert_cmpuint(s.tt, ==, 2);
+    g_assert_cmpuint(s.transient, ==, 2);
     g_assert_cmpuint(s.vma, ==, 0);
     g_assert_cmpint(s.split, ==, p->ppf > 1);
     g_assert_cmpint(guest_memfd_model_mappability(f, off), ==,
