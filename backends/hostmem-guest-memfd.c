@@ -229,6 +229,13 @@ static bool gmem_prealloc(HostMemoryBackend *backend, Error **errp)
     return true;
 }
 
+/*
+ * The page state and the file go here, not at unparent (object-del), as
+ * they must outlive every reader of the RAM: the memory API reads the
+ * page state without a lock, and old flatviews hold the RAM region (and
+ * so the backend) until an RCU grace period has passed.  Finalize comes
+ * after the last reference, once the RAM region, a QOM child, is gone.
+ */
 static void gmem_finalize(Object *obj)
 {
     HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(obj);

@@ -21,7 +21,6 @@
  */
 struct GuestMemfdRegion {
     Object parent_obj;
-    MemoryRegion *mr;               /* maps the file; we are its RDM */
     char *variant;                  /* the kernel interface, for users */
     GuestMemfdState state;
     /* Private pages cannot migrate: blocked while there are any. */

@@ -55,7 +55,6 @@ GuestMemfdRegion *guest_memfd_region_new(GuestMemfdFile *file,
     GuestMemfdRegion *r = GUEST_MEMFD_REGION(object_new(
                                                  TYPE_GUEST_MEMFD_REGION));
 
-    r->mr = mr;
     r->variant = g_strdup(variant);
     guest_memfd_state_init(&r->state, file, name);
     qemu_mutex_init(&r->listeners_lock);
@@ -83,10 +82,11 @@ void guest_memfd_region_free(GuestMemfdRegion *r)
         return;
     }
     trace_guest_memfd_region_free(r->state.name);
-    /* Listeners go with the mapping, which went before the backend. */
+    /*
+     * The RAM region went first, with its listeners: nothing reaches the
+     * region any more, and there is nothing to detach it from.
+     */
     assert(QLIST_EMPTY(&r->listeners));
-    r->mr->guest_memfd_shared = NULL;
-    memory_region_set_ram_discard_manager(r->mr, NULL);
     qemu_bh_delete(r->blocker_bh);
     migrate_del_blocker(&r->migration_blocker);
     guest_memfd_rdm_destroy(r);

@@ -31,8 +31,8 @@ typedef struct MemoryRegion MemoryRegion;
 /*
  * The page state of @file, which @mr maps, attached to @mr; @name is for
  * users (the backend's id), @variant names the kernel interface.  The
- * region does not own the file: its creator closes it after
- * guest_memfd_region_free(), which detaches the region from @mr.
+ * region does not own the file: its creator frees the region once @mr is
+ * gone (no reader of the RAM is left), then closes the file.
  */
 GuestMemfdRegion *guest_memfd_region_new(GuestMemfdFile *file,
                                          MemoryRegion *mr, const char *name,
