@@ -86,17 +86,11 @@ static void gmem_reset_hold(Object *obj, ResetType type)
     }
 }
 
-static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
+/* Options that cannot work, whatever the host: refused before anything. */
+static bool gmem_check_options(HostMemoryBackendGuestMemfd *g, Error **errp)
 {
     ERRP_GUARD();
-    HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(backend);
-    g_autofree char *name = host_memory_backend_get_name(backend);
-    const char *id = object_get_canonical_path_component(OBJECT(backend));
-    bool init_shared = gmem_init_shared(g);
-    uint32_t ram_flags = backend->reserve ? 0 : RAM_NORESERVE;
-    GuestMemfdFile *file;
-    const char *variant;
-    int fd;
+    HostMemoryBackend *backend = MEMORY_BACKEND(g);
 
     if (!backend->size) {
         error_setg(errp, "can't create backend with size 0");
@@ -115,69 +109,79 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
                           " pagesize.\n");
         return false;
     }
-
-    if (ram_block_coordinated_discard_require(true)) {
-        error_setg(errp, "memory-backend-guest-memfd '%s': its pages are"
-                   " discarded when they become private, which something"
-                   " (an assigned device, SEV) has disabled", name);
-        return false;
-    }
-    g->discard_required = true;
-
     if (g->simulated_pool && !g->kernel_model) {
         error_setg(errp, "x-simulated-pool=on needs kernel-model=on");
         return false;
     }
-    if (g->simulated_pool &&
-        !guest_memfd_model_simulate_pool(g->page_size, errp)) {
-        return false;
-    }
+    return true;
+}
+
+/*
+ * The guest_memfd file, from KVM or from the model, and what the RAMBlock
+ * must know of it (@ram_flags gains RAM_GUEST_MEMFD for KVM's, which KVM
+ * binds).  A KVM file also blocks migration: its memslots cannot log dirty
+ * pages.
+ */
+static GuestMemfdFile *gmem_create_file(HostMemoryBackendGuestMemfd *g,
+                                        const char *name,
+                                        const char **variant,
+                                        uint32_t *ram_flags, Error **errp)
+{
+    uint64_t size = MEMORY_BACKEND(g)->size;
+    bool init_shared = gmem_init_shared(g);
+    GuestMemfdFile *file;
+
     if (g->kernel_model) {
-        file = guest_memfd_model_create(backend->size, g->page_size,
-                                        init_shared, errp);
-        variant = "model";
+        if (g->simulated_pool &&
+            !guest_memfd_model_simulate_pool(g->page_size, errp)) {
+            return NULL;
+        }
+        file = guest_memfd_model_create(size, g->page_size, init_shared,
+                                        errp);
+        *variant = "model";
         if (file && kvm_enabled()) {
             warn_report("memory-backend-guest-memfd '%s': kernel-model=on:"
                         " KVM maps this memory as user memory, from the"
                         " model's guest view (the model's file is not a"
                         " guest_memfd)", name);
         }
-    } else {
-        file = guest_memfd_kvm_create(backend->size, g->page_size,
-                                      init_shared, errp);
-        variant = file ? guest_memfd_kvm_variant(file) : NULL;
-        /* The file is the RAMBlock's guest_memfd: KVM binds it. */
-        ram_flags |= RAM_GUEST_MEMFD;
-    }
-    if (!file) {
-        return false;
-    }
-    if (!g->kernel_model) {
-        error_setg(&g->migration_blocker, "memory-backend-guest-memfd '%s'"
-                   " is bound to KVM guest_memfd memslots, which cannot log"
-                   " dirty pages", name);
-        if (migrate_add_blocker(&g->migration_blocker, errp) < 0) {
-            guest_memfd_close(file);
-            return false;
-        }
+        return file;
     }
 
-    /* The RAMBlock maps the file and owns its own descriptor of it. */
-    fd = dup(file->fd);
-    if (fd < 0 ||
-        !memory_region_init_ram_guest_memfd_in_place(&backend->mr,
+    file = guest_memfd_kvm_create(size, g->page_size, init_shared, errp);
+    if (!file) {
+        return NULL;
+    }
+    *variant = guest_memfd_kvm_variant(file);
+    *ram_flags |= RAM_GUEST_MEMFD;
+    error_setg(&g->migration_blocker, "memory-backend-guest-memfd '%s' is"
+               " bound to KVM guest_memfd memslots, which cannot log dirty"
+               " pages", name);
+    if (migrate_add_blocker(&g->migration_blocker, errp) < 0) {
+        guest_memfd_close(file);
+        return NULL;
+    }
+    return file;
+}
+
+/* The RAM region: a RAMBlock that maps @file with a descriptor of its own. */
+static bool gmem_map_file(HostMemoryBackendGuestMemfd *g, GuestMemfdFile *file,
+                          const char *name, uint32_t ram_flags, Error **errp)
+{
+    HostMemoryBackend *backend = MEMORY_BACKEND(g);
+    int fd = dup(file->fd);
+
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "cannot duplicate the guest_memfd"
+                         " descriptor");
+        return false;
+    }
+    if (!memory_region_init_ram_guest_memfd_in_place(&backend->mr,
                                                      OBJECT(backend), name,
                                                      backend->size,
                                                      g->page_size, ram_flags,
                                                      fd, errp)) {
-        if (fd < 0) {
-            error_setg_errno(errp, errno, "cannot duplicate the guest_memfd"
-                             " descriptor");
-        } else {
-            close(fd);
-        }
-        migrate_del_blocker(&g->migration_blocker);
-        guest_memfd_close(file);
+        close(fd);
         return false;
     }
     backend->aligned = true;
@@ -194,6 +198,38 @@ static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
          (kvm_enabled() && guest_memfd_model_guest_view(file)))) {
         guest_memfd_model_set_host_view(
             file, memory_region_get_ram_ptr(&backend->mr));
+    }
+    return true;
+}
+
+static bool gmem_alloc(HostMemoryBackend *backend, Error **errp)
+{
+    HostMemoryBackendGuestMemfd *g = MEMORY_BACKEND_GUEST_MEMFD(backend);
+    g_autofree char *name = host_memory_backend_get_name(backend);
+    const char *id = object_get_canonical_path_component(OBJECT(backend));
+    uint32_t ram_flags = backend->reserve ? 0 : RAM_NORESERVE;
+    GuestMemfdFile *file;
+    const char *variant;
+
+    if (!gmem_check_options(g, errp)) {
+        return false;
+    }
+    if (ram_block_coordinated_discard_require(true)) {
+        error_setg(errp, "memory-backend-guest-memfd '%s': its pages are"
+                   " discarded when they become private, which something"
+                   " (an assigned device, SEV) has disabled", name);
+        return false;
+    }
+    g->discard_required = true;
+
+    file = gmem_create_file(g, name, &variant, &ram_flags, errp);
+    if (!file) {
+        return false;
+    }
+    if (!gmem_map_file(g, file, name, ram_flags, errp)) {
+        migrate_del_blocker(&g->migration_blocker);
+        guest_memfd_close(file);
+        return false;
     }
     g->file = file;
     /*
