@@ -98,11 +98,11 @@ void guest_memfd_kvm_read_caps(GuestMemfdKvmCheckCap check, void *opaque,
     int v8_attributes = check(opaque, GMEM_V8_CAP_MEMORY_ATTRIBUTES);
 
     *caps = (GuestMemfdKvmCaps) {
-        .gmem = check(opaque, GMEM_CAP_GUEST_MEMFD) > 0,
+        .gmem = check(opaque, KVM_CAP_GUEST_MEMFD) > 0,
         .flags = flags > 0 ? flags : 0,
     };
     /* v8 answers with the attributes its gmem ioctl takes. */
-    if (v8_attributes > 0 && (v8_attributes & GMEM_MEMORY_ATTRIBUTE_PRIVATE)) {
+    if (v8_attributes > 0 && (v8_attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE)) {
         caps->convert = GMEM_CONVERT_V8;
     } else if (check(opaque, GMEM_RFC2_CAP_CONVERSION) > 0) {
         caps->convert = GMEM_CONVERT_RFC2;

@@ -103,7 +103,7 @@ static int kvm_file_convert(GuestMemfdFile *f, uint64_t offset, uint64_t size,
     case GMEM_CONVERT_V8: {
         struct gmem_v8_memory_attributes2 a = {
             .offset = offset, .size = size,
-            .attributes = to_private ? GMEM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+            .attributes = to_private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
         };
         ret = ioctl(f->fd, GMEM_V8_SET_MEMORY_ATTRIBUTES2, &a);
         *error_offset = a.error_offset;

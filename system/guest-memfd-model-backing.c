@@ -26,14 +26,11 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qemu/bitops.h"
+#include "qemu/madvise.h"
 #include "qemu/memfd.h"
 #include "system/guest-memfd-model-internal.h"
 
 #include <linux/falloc.h>
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 
 /* Backing memfd and direct map */
 
@@ -97,7 +94,7 @@ void gmem_model_backing_populate(ModelFile *mf, uint64_t index)
     if (!mf->real) {
         return;
     }
-    if (madvise(p, ps, MADV_POPULATE_WRITE) < 0) {
+    if (qemu_madvise(p, ps, QEMU_MADV_POPULATE_WRITE) < 0) {
         /* Older kernels: a write fault that cannot change the contents. */
         qatomic_fetch_add(p, 0);
     }

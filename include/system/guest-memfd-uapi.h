@@ -14,12 +14,14 @@
 
 #include <linux/kvm.h>
 
-/* Mainline (Linux 6.18+). */
-#define GMEM_CAP_GUEST_MEMFD            234
+/*
+ * Mainline: KVM_CAP_GUEST_MEMFD and KVM_MEMORY_ATTRIBUTE_PRIVATE come from
+ * QEMU's linux-headers; these arrived in Linux 6.18, after the headers of
+ * the QEMU the fork builds on.
+ */
 #define GMEM_CAP_GUEST_MEMFD_FLAGS      244     /* returns the flag mask */
 #define GMEM_FLAG_MMAP                  (1ULL << 0)
 #define GMEM_FLAG_INIT_SHARED           (1ULL << 1)
-#define GMEM_MEMORY_ATTRIBUTE_PRIVATE   (1ULL << 3)
 
 /*
  * Proposed HugeTLB guest_memfd, restructuring WIP branch (2025-12): flag

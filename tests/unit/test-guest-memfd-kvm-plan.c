@@ -224,30 +224,30 @@ static void test_read_caps(void)
 {
     const CapAnswers no_gmem = { { 0 } };
     const CapAnswers stable = {     /* Debian 13's 6.12: no mmap */
-        { GMEM_CAP_GUEST_MEMFD }, { 1 },
+        { KVM_CAP_GUEST_MEMFD }, { 1 },
     };
     const CapAnswers mainline_7 = {
-        { GMEM_CAP_GUEST_MEMFD, GMEM_CAP_GUEST_MEMFD_FLAGS }, { 1, 3 },
+        { KVM_CAP_GUEST_MEMFD, GMEM_CAP_GUEST_MEMFD_FLAGS }, { 1, 3 },
     };
     const CapAnswers v8_wip = {
-        { GMEM_CAP_GUEST_MEMFD, GMEM_CAP_GUEST_MEMFD_FLAGS,
+        { KVM_CAP_GUEST_MEMFD, GMEM_CAP_GUEST_MEMFD_FLAGS,
           GMEM_V8_CAP_MEMORY_ATTRIBUTES },
-        { 1, 7, GMEM_MEMORY_ATTRIBUTE_PRIVATE },
+        { 1, 7, KVM_MEMORY_ATTRIBUTE_PRIVATE },
     };
     /* The attributes capability, without PRIVATE, is no conversion. */
     const CapAnswers v8_no_private = {
-        { GMEM_CAP_GUEST_MEMFD, GMEM_CAP_GUEST_MEMFD_FLAGS,
+        { KVM_CAP_GUEST_MEMFD, GMEM_CAP_GUEST_MEMFD_FLAGS,
           GMEM_V8_CAP_MEMORY_ATTRIBUTES },
         { 1, 3, 1 },
     };
     const CapAnswers rfc2_kernel = {
-        { GMEM_CAP_GUEST_MEMFD, GMEM_RFC2_CAP_CONVERSION,
+        { KVM_CAP_GUEST_MEMFD, GMEM_RFC2_CAP_CONVERSION,
           GMEM_RFC2_CAP_SHARED_MEM, GMEM_RFC2_CAP_HUGETLB },
         { 1, 1, 1, 1 },
     };
     /* A kernel that does not know a capability may answer -EINVAL. */
     const CapAnswers negative = {
-        { GMEM_CAP_GUEST_MEMFD, GMEM_CAP_GUEST_MEMFD_FLAGS,
+        { KVM_CAP_GUEST_MEMFD, GMEM_CAP_GUEST_MEMFD_FLAGS,
           GMEM_V8_CAP_MEMORY_ATTRIBUTES },
         { 1, -EINVAL, -EINVAL },
     };
