@@ -109,6 +109,27 @@ GuestMemfdFile *guest_memfd_region_file(GuestMemfdRegion *r)
     return r->state.file;
 }
 
+static bool find_in_place_ram(Int128 start, Int128 len,
+                              const MemoryRegion *mr,
+                              hwaddr offset_in_region, void *opaque)
+{
+    if (mr->guest_memfd_shared) {
+        *(const MemoryRegion **)opaque = mr;
+        return true;
+    }
+    return false;
+}
+
+const char *guest_memfd_ram_in(AddressSpace *as)
+{
+    const MemoryRegion *found = NULL;
+
+    RCU_READ_LOCK_GUARD();
+    flatview_for_each_range(address_space_to_flatview(as), find_in_place_ram,
+                            &found);
+    return found ? memory_region_name(found) : NULL;
+}
+
 bool guest_memfd_map_ref(MemoryRegion *mr, hwaddr offset, hwaddr len)
 {
     GuestMemfdRegion *r = guest_memfd_region_of(mr);

@@ -70,6 +70,13 @@ int guest_memfd_convert_gpa(hwaddr gpa, uint64_t size, bool to_private,
 int guest_memfd_convert_guest_request(hwaddr gpa, uint64_t size,
                                       bool to_private, Error **errp);
 
+/*
+ * The name of the first in-place guest_memfd RAM region mapped in @as, or
+ * NULL if there is none: for what maps guest RAM outside QEMU's memory
+ * API (vhost back ends), which such RAM must be kept out of.
+ */
+const char *guest_memfd_ram_in(AddressSpace *as);
+
 /* Is the whole range in-place guest_memfd RAM (what convert_gpa needs)? */
 bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,
                                       Error **errp);

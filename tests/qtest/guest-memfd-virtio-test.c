@@ -12,7 +12,8 @@
  *
  * The device is virtio-blk on a null-co disk that reads zeroes, with a
  * one-second latency for the in-flight cases, and virtio-net's transmit
- * queue on a user-mode network that takes what it is sent.
+ * queue on a user-mode network that takes what it is sent.  A vhost-user
+ * device, whose back end would map the RAM itself, is refused.
  */
 
 #include "qemu/osdep.h"
@@ -399,6 +400,79 @@ static void test_net_private(const void *opaque)
     blk_stop(&b);
 }
 
+/*
+ * vhost-user, with a real back end: Debian's qemu-storage-daemon serving
+ * vhost-user-blk on a null disk.  On ordinary shared RAM the device
+ * connects to it and realizes; on in-place guest_memfd RAM, which the back
+ * end would map whole, private pages included, QEMU refuses the device and
+ * says why.
+ */
+static void test_vhost_user_refused(void)
+{
+    g_autofree char *qsd = g_find_program_in_path("qemu-storage-daemon");
+    g_autofree char *dir = g_dir_make_tmp("gmem-vhost-XXXXXX", NULL);
+    g_autofree char *sock = g_build_filename(dir, "vhost-user-blk", NULL);
+    g_autofree char *export = NULL;
+    g_autofree char *device = NULL;
+    g_autofree char *args = NULL;
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    char *argv[] = {
+        NULL, (char *)"--blockdev", (char *)"driver=null-co,node-name=disk0",
+        (char *)"--export", NULL, NULL,
+    };
+    GPid pid;
+    QTestState *qts;
+    QDict *resp;
+    int status;
+
+    if (!qsd) {
+        g_test_skip("no qemu-storage-daemon here: Debian's qemu-system-common"
+                    " has it, and scripts/deps installs it");
+        return;
+    }
+    export = g_strdup_printf("type=vhost-user-blk,id=exp0,node-name=disk0,"
+                             "addr.type=unix,addr.path=%s,writable=on", sock);
+    argv[0] = qsd;
+    argv[4] = export;
+    g_assert(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD |
+                           G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, &pid,
+                           NULL));
+    gmem_wait_for(g_file_test(sock, G_FILE_TEST_EXISTS),
+                  "qemu-storage-daemon's socket");
+    g_assert_true(g_file_test(sock, G_FILE_TEST_EXISTS));
+    device = g_strdup_printf("-chardev socket,id=vhost0,path=%s"
+                             " -device vhost-user-blk-pci,id=vub0,"
+                             "chardev=vhost0", sock);
+
+    /* Shared RAM: the back end answers, and the device is there. */
+    qts = qtest_initf("-machine q35,memory-backend=ram0 -m 64M"
+                      " -object memory-backend-memfd,id=ram0,size=64M,"
+                      "share=on %s", device);
+    resp = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments': {'path':"
+                     " '/machine/peripheral/vub0', 'property': 'realized'}}");
+    g_assert_true(qdict_get_bool(resp, "return"));
+    qobject_unref(resp);
+    qtest_quit(qts);
+
+    /* guest_memfd RAM: refused, with the reason. */
+    args = g_strdup_printf("-accel qtest -machine q35,memory-backend=mem0"
+                           " -m 64M -object memory-backend-guest-memfd,"
+                           "id=mem0,size=64M,kernel-model=on %s", device);
+    status = gmem_run_qemu(args, &out, &err);
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), ==, 1);
+    g_assert_nonnull(strstr(err, "vhost-user cannot serve this guest: its"
+                            " RAM 'mem0' is in-place guest_memfd memory"));
+    g_assert_nonnull(strstr(err, "virtio-blk-pci"));
+
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    g_spawn_close_pid(pid);
+    unlink(sock);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -419,5 +493,7 @@ int main(int argc, char **argv)
                         test_net_private);
     qtest_add_data_func("/guest-memfd/virtio-net/private-used", "used",
                         test_net_private);
+    qtest_add_func("/guest-memfd/vhost-user-blk/refused",
+                   test_vhost_user_refused);
     return g_test_run();
 }
