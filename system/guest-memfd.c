@@ -120,6 +120,27 @@ static bool find_in_place_ram(Int128 start, Int128 len,
     return false;
 }
 
+bool guest_memfd_dma_range_private(AddressSpace *as, hwaddr addr,
+                                   hwaddr len)
+{
+    RCU_READ_LOCK_GUARD();
+    while (len) {
+        hwaddr xlat, l = len;
+        MemoryRegion *mr = address_space_translate(as, addr, &xlat, &l, false,
+                                                   MEMTXATTRS_UNSPECIFIED);
+
+        if (!l) {
+            return false;
+        }
+        if (guest_memfd_access_denied(mr, xlat, l)) {
+            return true;
+        }
+        addr += l;
+        len -= l;
+    }
+    return false;
+}
+
 const char *guest_memfd_ram_in(AddressSpace *as)
 {
     const MemoryRegion *found = NULL;

@@ -77,6 +77,13 @@ int guest_memfd_convert_guest_request(hwaddr gpa, uint64_t size,
  */
 const char *guest_memfd_ram_in(AddressSpace *as);
 
+/*
+ * Does [addr, addr + len) of @as hold a private page of in-place
+ * guest_memfd RAM?  For DMA that cannot be mapped there (virtio buffers).
+ */
+bool guest_memfd_dma_range_private(AddressSpace *as, hwaddr addr,
+                                   hwaddr len);
+
 /* Is the whole range in-place guest_memfd RAM (what convert_gpa needs)? */
 bool guest_memfd_range_is_convertible(hwaddr gpa, uint64_t size,
                                       Error **errp);

@@ -3,12 +3,14 @@
  *
  * A virtio device on in-place guest_memfd RAM whose guest converts the
  * pages the device uses to private: the descriptor table, the available
- * ring, a data buffer, the used ring, before a kick and while a request
- * is in flight.  QEMU must stay up and never touch a private page (under
- * qtest the model makes private pages inaccessible in QEMU's mapping, so
- * an unguarded access kills QEMU and fails the test); the device breaks as
- * virtio defines (NEEDS_RESET) where it cannot go on, and converting back
- * and a reset let it work again.
+ * ring, a data buffer, the status byte, the used ring, before a kick and
+ * while a request is in flight.  QEMU must stay up and never touch a
+ * private page (under qtest the model makes private pages inaccessible in
+ * QEMU's mapping, so an unguarded access kills QEMU and fails the test).
+ * A request whose data buffer is private fails with the device's own
+ * status and the queue goes on; where the device cannot go on (a ring, the
+ * status byte) it breaks as virtio defines (NEEDS_RESET), and converting
+ * back and a reset let it work again.
  *
  * The device is virtio-blk on a null-co disk that reads zeroes, with a
  * one-second latency for the in-flight cases, and virtio-net's transmit
@@ -195,9 +197,9 @@ static void test_works(void)
 }
 
 /*
- * A private page the device must read (descriptor table) or write (data
- * buffer) at the kick: the device reports NEEDS_RESET; converted back and
- * reset, it works.
+ * A private page the device must read (descriptor table) or write (the
+ * status byte) at the kick: the device reports NEEDS_RESET; converted back
+ * and reset, it works.
  */
 static void kick_with_private(uint64_t (*page)(Blk *b))
 {
@@ -224,9 +226,9 @@ static uint64_t desc_page(Blk *b)
     return b->vq->desc;
 }
 
-static uint64_t data_page(Blk *b)
+static uint64_t status_page(Blk *b)
 {
-    return b->data;
+    return b->status;
 }
 
 static void test_private_desc(void)
@@ -234,9 +236,40 @@ static void test_private_desc(void)
     kick_with_private(desc_page);
 }
 
+static void test_private_status(void)
+{
+    kick_with_private(status_page);
+}
+
+/*
+ * A data buffer private at the kick, its status byte shared: that request
+ * fails with virtio-blk's own status (IOERR) and the queue goes on, with
+ * no reset.  Nothing touched the private page: shared again, it holds what
+ * it held (the null disk would have written zeroes, the test's own write
+ * of the request was refused).
+ */
 static void test_private_data(void)
 {
-    kick_with_private(data_page);
+    Blk b;
+    uint32_t head;
+
+    blk_start(&b, 0);
+    blk_completed(&b, blk_read(&b));
+
+    qtest_memset(b.qts, b.data, 0x5a, PAGE);
+    g_assert_true(convert(&b, b.data, true));
+    head = blk_read(&b);
+    qvirtio_wait_used_elem(b.qts, &b.dev->vdev, b.vq, head, NULL,
+                           TIMEOUT_US);
+    g_assert_cmpuint(qtest_readb(b.qts, b.status), ==, VIRTIO_BLK_S_IOERR);
+    g_assert_cmphex(blk_status(&b) & VIRTIO_CONFIG_S_NEEDS_RESET, ==, 0);
+
+    g_assert_true(convert(&b, b.data, false));
+    g_assert_cmphex(qtest_readq(b.qts, b.data), ==, 0x5a5a5a5a5a5a5a5aULL);
+    g_assert_cmphex(qtest_readq(b.qts, b.data + PAGE - 8), ==,
+                    0x5a5a5a5a5a5a5a5aULL);
+    blk_completed(&b, blk_read(&b));
+    blk_stop(&b);
 }
 
 /* The device broke as virtio defines: NEEDS_RESET, QEMU still up. */
@@ -481,6 +514,8 @@ int main(int argc, char **argv)
     qtest_add_func("/guest-memfd/virtio-blk/private-avail",
                    test_private_avail);
     qtest_add_func("/guest-memfd/virtio-blk/private-data", test_private_data);
+    qtest_add_func("/guest-memfd/virtio-blk/private-status",
+                   test_private_status);
     qtest_add_func("/guest-memfd/virtio-blk/private-used", test_private_used);
     qtest_add_func("/guest-memfd/virtio-blk/in-flight", test_in_flight);
     qtest_add_func("/guest-memfd/virtio-blk/in-flight-rings",
