@@ -28,7 +28,7 @@ CONFIGURE_FLAGS := \
 	--target-list=x86_64-softmmu --python=/usr/bin/python3 \
 	--without-default-features \
 	--enable-kvm --enable-tcg --enable-slirp --enable-fdt=system \
-	--enable-vhost-user \
+	--enable-vhost-user --enable-vhost-net \
 	--firmwarepath=/usr/share/qemu-firmware:/usr/share/seabios:/usr/lib/ipxe/qemu \
 	--disable-docs --cc="ccache cc" --cxx="ccache c++" \
 	$(EXTRA_CONFIGURE_FLAGS)
