@@ -181,11 +181,16 @@ int guest_memfd_state_convert_step(GuestMemfdState *s, uint64_t *cur,
     if (!ret) {
         *cur = end;
     } else if (ret == -EAGAIN && error_offset > *cur && error_offset < end) {
-        /* Pages in front of the referenced one are free to convert. */
-        ret = state_kernel_convert(s, *cur, error_offset - *cur, to_private,
+        /*
+         * Pages in front of the referenced one are free to convert.  The
+         * kernel may write error_offset even when it succeeds: keep ours.
+         */
+        uint64_t referenced = error_offset;
+
+        ret = state_kernel_convert(s, *cur, referenced - *cur, to_private,
                                    &error_offset);
         if (!ret) {
-            *cur = error_offset;
+            *cur = referenced;
             ret = -EAGAIN;
         }
     }

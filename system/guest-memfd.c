@@ -98,9 +98,12 @@ void guest_memfd_region_free(GuestMemfdRegion *r)
 
 GuestMemfdRegion *guest_memfd_region_of(MemoryRegion *mr)
 {
-    /* Only a region's RAM carries a page-state bitmap. */
+    /*
+     * Only a region's RAM carries a page-state bitmap, and its region is
+     * its RamDiscardManager: no checked cast on the memory API's path.
+     */
     return mr->guest_memfd_shared ?
-           GUEST_MEMFD_REGION(memory_region_get_ram_discard_manager(mr)) :
+           (GuestMemfdRegion *)memory_region_get_ram_discard_manager(mr) :
            NULL;
 }
 

@@ -85,8 +85,9 @@ int guest_memfd_state_convert_step(GuestMemfdState *s, uint64_t *cur,
 /*
  * guest_memfd_state_convert(), each attempt made by @step (which wraps
  * guest_memfd_state_convert_step() in what its caller must do around
- * it, under its own locks).  Between attempts nothing is locked, so that
- * the delay before a retry holds up nobody.
+ * it, under its own locks).  Between attempts neither the state's lock
+ * nor the step's are held, so that the delay before a retry holds up no
+ * other conversion (a caller that holds the BQL keeps it).
  */
 typedef int (*GuestMemfdConvertStep)(void *opaque, uint64_t *cur,
                                      uint64_t end, bool to_private);

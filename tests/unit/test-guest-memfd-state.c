@@ -128,6 +128,91 @@ static void test_pinned_progress(void)
 }
 
 /*
+ * KVM's conversion ioctls write error_offset on success too (as 0).  The
+ * progress of a conversion that stops at a referenced page must not
+ * depend on that: a file that does it, over the model, converts exactly
+ * the pages in front of the pinned one, and none before the range.
+ */
+typedef struct ZeroingFile {
+    GuestMemfdFile f;
+    GuestMemfdFile *model;
+} ZeroingFile;
+
+static GuestMemfdFile *zeroing_model(GuestMemfdFile *f)
+{
+    return container_of(f, ZeroingFile, f)->model;
+}
+
+static int zeroing_convert(GuestMemfdFile *f, uint64_t offset, uint64_t size,
+                           bool to_private, uint64_t *error_offset)
+{
+    GuestMemfdFile *m = zeroing_model(f);
+    int ret = m->ops->convert(m, offset, size, to_private, error_offset);
+
+    if (!ret) {
+        *error_offset = 0;
+    }
+    return ret;
+}
+
+static int zeroing_punch_hole(GuestMemfdFile *f, uint64_t offset,
+                              uint64_t size)
+{
+    GuestMemfdFile *m = zeroing_model(f);
+
+    return m->ops->punch_hole(m, offset, size);
+}
+
+static int zeroing_allocate(GuestMemfdFile *f, uint64_t offset,
+                            uint64_t size)
+{
+    GuestMemfdFile *m = zeroing_model(f);
+
+    return m->ops->allocate(m, offset, size);
+}
+
+static void zeroing_close(GuestMemfdFile *f)
+{
+    guest_memfd_close(zeroing_model(f));
+    g_free(container_of(f, ZeroingFile, f));
+}
+
+static const GuestMemfdKernelOps zeroing_ops = {
+    .convert = zeroing_convert,
+    .punch_hole = zeroing_punch_hole,
+    .allocate = zeroing_allocate,
+    .close = zeroing_close,
+};
+
+static void test_pinned_progress_kvm(void)
+{
+    ZeroingFile *z = g_new0(ZeroingFile, 1);
+    GuestMemfdState s;
+    Error *err = NULL;
+    uint64_t done = 0;
+
+    z->model = model_file(4 * MiB, 4 * KiB, true);
+    z->f = *z->model;
+    z->f.ops = &zeroing_ops;
+    guest_memfd_state_init(&s, &z->f, "t");
+    g_assert_cmpint(guest_memfd_model_pin(z->model, 10 * PAGE), ==, 0);
+    expect_convert(&s, 4 * PAGE, 16 * PAGE, true, &done, &err, -EAGAIN);
+    error_free(err);
+    g_assert_cmpuint(done, ==, 6 * PAGE);
+    for (uint64_t p = 0; p < 24; p++) {
+        bool want = p >= 4 && p < 10;
+
+        g_assert_cmpint(guest_memfd_model_page_private(z->model, p * PAGE),
+                        ==, want);
+        g_assert_cmpint(guest_memfd_state_any_private(&s, p * PAGE, PAGE),
+                        ==, want);
+    }
+    g_assert_cmpint(guest_memfd_model_unpin(z->model, 10 * PAGE), ==, 0);
+    guest_memfd_state_destroy(&s);
+    guest_memfd_close(&z->f);
+}
+
+/*
  * Pages QEMU maps (DMA in flight) stay shared like pages the kernel sees
  * referenced: the pages in front convert, the rest waits for the unmap,
  * and the kernel is not asked about the mapped page.  A private page
@@ -275,6 +360,8 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/guest-memfd-state/noop", test_noop);
     g_test_add_func("/guest-memfd-state/folio-counters", test_folio_counters);
+    g_test_add_func("/guest-memfd-state/pinned-progress-kvm",
+                    test_pinned_progress_kvm);
     g_test_add_func("/guest-memfd-state/pinned-progress",
                     test_pinned_progress);
     g_test_add_func("/guest-memfd-state/mapped-progress",
