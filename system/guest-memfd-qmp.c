@@ -1,8 +1,8 @@
 /*
  * SPDX-License-Identifier: GPL-2.0-or-later
  *
- * query-guest-memfd, x-guest-memfd-convert, x-guest-memfd-pin and
- * info guest-memfd
+ * query-guest-memfd, x-guest-memfd-convert, x-guest-memfd-pin, and HMP's
+ * info guest-memfd and x-guest-memfd-convert
  *
  * Regions are found where the memory core keeps them: attached to the RAM
  * blocks that map their files.  Users name them by their backends' ids.
@@ -15,6 +15,7 @@
 #include "exec/cpu-common.h"
 #include "exec/ramblock.h"
 #include "monitor/hmp.h"
+#include "qobject/qdict.h"
 #include "monitor/monitor.h"
 #include "system/guest-memfd-kvm.h"
 #include "system/guest-memfd-model.h"
@@ -169,6 +170,22 @@ void qmp_x_guest_memfd_pin(const char *id, uint64_t offset, bool pin,
         error_setg_errno(errp, -ret, "cannot %s page 0x%" PRIx64 " of '%s'",
                          pin ? "pin" : "unpin", offset, id);
     }
+}
+
+void hmp_x_guest_memfd_convert(Monitor *mon, const QDict *qdict)
+{
+    const char *state = qdict_get_str(qdict, "state");
+    Error *err = NULL;
+
+    if (strcmp(state, "shared") && strcmp(state, "private")) {
+        error_setg(&err, "the state must be 'shared' or 'private', not '%s'",
+                   state);
+    } else {
+        qmp_x_guest_memfd_convert(qdict_get_int(qdict, "gpa"),
+                                  qdict_get_int(qdict, "size"),
+                                  !strcmp(state, "private"), &err);
+    }
+    hmp_handle_error(mon, err);
 }
 
 void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)

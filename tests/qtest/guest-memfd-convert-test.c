@@ -887,8 +887,8 @@ static uint64_t error_retries(const char *err)
 
 /*
  * A pinned page stops a conversion to private: bounded retries, then
- * failure with exactly the pages in front of it converted; after unpin
- * the same request succeeds.
+ * failure with exactly the pages in front of it converted, through QMP
+ * and through HMP alike; after unpin the same request succeeds.
  */
 static void test_pinned(const void *opaque)
 {
@@ -898,6 +898,7 @@ static void test_pinned(const void *opaque)
     const unsigned npages = 8;
     g_autofree char *err = NULL;
     g_autofree char *expect = NULL;
+    g_autofree char *hmp = NULL;
     QDict *before, *after;
     uint64_t retries;
 
@@ -925,6 +926,17 @@ static void test_pinned(const void *opaque)
     qobject_unref(before);
     qobject_unref(after);
 
+    /* HMP gives the same refusal, and refuses a state it does not know. */
+    hmp = qtest_hmp(qts, "x-guest-memfd-convert 0x%" PRIx64 " 0x1000 private",
+                    pinned);
+    g_assert(strstr(hmp, expect));
+    g_free(hmp);
+    hmp = qtest_hmp(qts, "x-guest-memfd-convert 0x%" PRIx64 " 0x1000 secret",
+                    start);
+    g_assert(strstr(hmp, "the state must be 'shared' or 'private', not"
+                    " 'secret'"));
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "private"), ==, 5 * PAGE);
+
     /* Exactly the five pages in front of the pinned one are private. */
     for (unsigned i = 0; i < 5; i++) {
         page_private(qts, start + i * PAGE);
@@ -941,7 +953,12 @@ static void test_pinned(const void *opaque)
     for (unsigned i = 0; i < npages; i++) {
         page_private(qts, start + i * PAGE);
     }
-    convert(qts, start, npages * PAGE, false);
+    /* Through HMP, a conversion that works prints nothing. */
+    g_free(hmp);
+    hmp = qtest_hmp(qts, "x-guest-memfd-convert 0x%" PRIx64 " 0x%x shared",
+                    start, npages * (unsigned)PAGE);
+    g_assert_cmpstr(hmp, ==, "");
+    g_assert_cmpuint(gmem_query_u64(qts, "mem0", "private"), ==, 0);
     for (unsigned i = 0; i < npages; i++) {
         page_check(qts, start + i * PAGE, i == 6 ? 2 : 1);
     }
