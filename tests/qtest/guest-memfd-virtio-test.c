@@ -410,9 +410,10 @@ static void net_sent(Blk *b, uint32_t head)
 }
 
 /*
- * virtio-net's transmit queue with its descriptor table, available ring
- * or used ring private: the device cannot send, or cannot say it sent,
- * and reports NEEDS_RESET; shared again and reset, it sends.
+ * virtio-net's transmit queue with its descriptor table, available ring,
+ * used ring or the packet's buffer private: the device cannot send, or
+ * cannot say it sent, and reports NEEDS_RESET (a transmit request has no
+ * status to fail it with); shared again and reset, it sends.
  */
 static void test_net_private(const void *opaque)
 {
@@ -423,7 +424,8 @@ static void test_net_private(const void *opaque)
     blk_start_device(&b, true, 0);
     net_sent(&b, net_send(&b));
     page = !strcmp(part, "desc") ? b.vq->desc :
-           !strcmp(part, "avail") ? b.vq->avail : b.vq->used;
+           !strcmp(part, "avail") ? b.vq->avail :
+           !strcmp(part, "used") ? b.vq->used : b.data;
     g_assert_true(convert(&b, page, true));
     net_send(&b);
     assert_needs_reset(&b);
@@ -527,6 +529,8 @@ int main(int argc, char **argv)
     qtest_add_data_func("/guest-memfd/virtio-net/private-avail", "avail",
                         test_net_private);
     qtest_add_data_func("/guest-memfd/virtio-net/private-used", "used",
+                        test_net_private);
+    qtest_add_data_func("/guest-memfd/virtio-net/private-buffer", "buffer",
                         test_net_private);
     qtest_add_func("/guest-memfd/vhost-user-blk/refused",
                    test_vhost_user_refused);
